@@ -2,12 +2,268 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
+import phonenumbers
 
 from batcher import __version__
+from batcher.errors import BatchError
+from batcher.phones import normalize_phone
+from batcher.pipeline import JobOptions, validate_file
+from batcher.render import validate_summary
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RegionType(click.ParamType[str]):
+    """A two-letter region phonenumbers knows, such as US or GB."""
+
+    name = "region"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        region = str(value).strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            self.fail(f"{value!r} is not a region code; use two letters such as US, GB or DE.")
+        return region
+
+
+class SenderType(click.ParamType[str]):
+    """A sender line, normalized to E.164 (a possible number is enough)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        phone = normalize_phone(str(value), "US", sender=True)
+        if phone.problem:
+            self.fail(f"{phone.problem} Give the sending line as +1XXXXXXXXXX.")
+        return phone.e164
+
+
+def job_options(command: F) -> F:
+    """The options every command that reads a handoff file shares."""
+    decorators = [
+        click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option(
+            "--out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Results sheet (.xlsx or .csv). Default: <input>.results.<ext> beside it.",
+        ),
+        click.option(
+            "--region",
+            type=RegionType(),
+            default="US",
+            show_default=True,
+            help="Country of numbers written without a country code.",
+        ),
+        click.option(
+            "--from",
+            "default_sender",
+            type=SenderType(),
+            help="Sending line for rows without one.",
+        ),
+        click.option("--sheet", help="Sheet to read from an XLSX file (default: the first)."),
+        click.option(
+            "--campaign",
+            default="",
+            help="Namespace for idempotency keys: the same rows in another campaign "
+            "are sent again.",
+        ),
+        click.option(
+            "--allow-duplicates",
+            is_flag=True,
+            help="Send rows that repeat an earlier row exactly, instead of skipping them.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _fail(error: BatchError) -> None:
+    click.echo(f"Error: {error}", err=True)
+    raise SystemExit(error.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="chert-batch")
 def main() -> None:
     """Send a spreadsheet of messages through Chert, exactly once."""
+
+
+@main.command()
+@job_options
+def validate(
+    file: Path,
+    out: Path | None,
+    region: str,
+    default_sender: str | None,
+    sheet: str | None,
+    campaign: str,
+    allow_duplicates: bool,
+    as_json: bool,
+) -> None:
+    """Check a handoff file and write its results sheet; send nothing.
+
+    Rows that would be sent end `pending` with their idempotency key; the
+    others `invalid` (with the API's error code and the fix) or `duplicate`.
+    Exit 0 when every row can be sent, 1 when some rows are invalid.
+    """
+    options = JobOptions(
+        path=file,
+        out=out,
+        sheet=sheet,
+        region=region,
+        default_sender=default_sender or "",
+        campaign=campaign,
+        allow_duplicates=allow_duplicates,
+    )
+    try:
+        report = validate_file(options)
+    except BatchError as error:
+        _fail(error)
+        return
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else validate_summary(report))
+    raise SystemExit(report.exit_code)
+
+
+def _sender_lines(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Split repeated and comma-separated --lines values and check each is E.164."""
+    from batcher.sandbox.rules import is_possible_sender
+
+    numbers = tuple(n.strip() for value in values for n in value.split(",") if n.strip())
+    for number in numbers:
+        if not is_possible_sender(number):
+            raise click.BadParameter(f"{number!r} is not an E.164 number such as +15555550100")
+    return numbers
+
+
+_PROBABILITY = click.FloatRange(0.0, 1.0)
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second for the tenant; more get 429 / 1007.  [default: no limit]",
+)
+@click.option(
+    "--line-gap",
+    type=click.FloatRange(min=0),
+    help="Seconds between two first touches of one line; sooner gets 4002.  [default: none]",
+)
+@click.option(
+    "--line-daily",
+    type=click.IntRange(min=1),
+    help="First touches per line per rolling 24 h; more get 4002.  [default: no cap]",
+)
+@click.option(
+    "--lines",
+    multiple=True,
+    callback=_sender_lines,
+    help="The tenant's sender numbers (repeat or comma-separate); others get 403 / 2006.  "
+    "[default: every sender]",
+)
+@click.option("--seed", type=int, help="Seed for the fault generator, for repeatable faults.")
+@click.option(
+    "--p503",
+    type=_PROBABILITY,
+    default=0.0,
+    show_default=True,
+    help="Probability of answering 503 / 3001 before doing anything.",
+)
+@click.option(
+    "--pdrop",
+    type=_PROBABILITY,
+    default=0.0,
+    show_default=True,
+    help="Probability of sending, then dropping the connection without an answer.",
+)
+@click.option(
+    "--pslow",
+    type=_PROBABILITY,
+    default=0.0,
+    show_default=True,
+    help="Probability of sending, then answering only after --slow-seconds.",
+)
+@click.option(
+    "--slow-seconds",
+    type=click.FloatRange(min=0),
+    default=40.0,
+    show_default=True,
+    help="How long a slow answer takes.",
+)
+def sandbox(
+    port: int,
+    rate: float | None,
+    line_gap: float | None,
+    line_daily: int | None,
+    lines: tuple[str, ...],
+    seed: int | None,
+    p503: float,
+    pdrop: float,
+    pslow: float,
+    slow_seconds: float,
+) -> None:
+    """Serve a local Chert-compatible API on 127.0.0.1 for trying things out and for tests.
+
+    Takes the secret from CHERT_SIGNING_SECRET and the tenant from CHERT_TENANT
+    (default "sandbox"); without a secret it makes up a throwaway one and
+    prints it. Ctrl-C stops it.
+    """
+    # Imported here so the other commands never pay for starlette and uvicorn.
+    import os
+    import secrets
+
+    from batcher.sandbox import SandboxConfig, serve
+
+    given_secret = os.environ.get("CHERT_SIGNING_SECRET")
+    config = SandboxConfig(
+        secret=given_secret or secrets.token_urlsafe(32),
+        tenant=os.environ.get("CHERT_TENANT") or "sandbox",
+        rate=rate,
+        line_gap=line_gap,
+        line_daily=line_daily,
+        lines=lines,
+        seed=seed,
+        p503=p503,
+        pdrop=pdrop,
+        pslow=pslow,
+        slow_seconds=slow_seconds,
+    )
+
+    def announce(root_url: str) -> None:
+        base_url = f"{root_url}/api/v1"
+        click.echo(f"Chert sandbox listening on {base_url} (tenant {config.tenant!r})")
+        if given_secret:
+            click.echo("Using CHERT_SIGNING_SECRET from the environment.")
+        else:
+            # The one place a secret is printed: the sandbox's own throwaway.
+            click.echo("No CHERT_SIGNING_SECRET set; this sandbox made one up. Use it with:")
+            click.echo(f"  export CHERT_SIGNING_SECRET={config.secret}")
+        click.echo("Point chert-batch at it (with CHERT_SIGNING_SECRET set):")
+        click.echo(f"  CHERT_BASE_URL={base_url} chert-batch run FILE")
+        click.echo(f"Ledger: {root_url}/_sandbox/messages   Stats: {root_url}/_sandbox/stats")
+        click.echo("Press Ctrl-C to stop.")
+
+    try:
+        serve(config, port, on_ready=announce)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}. "
+            "Try another --port, or --port 0 for a free one."
+        ) from None
+    click.echo("Sandbox stopped.")

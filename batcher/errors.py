@@ -1,0 +1,40 @@
+"""The error tree: every problem chert-batch reports as a whole-run failure.
+
+Row-level problems are not exceptions: they are `Problem` values carried by the
+row (see `batcher.validation`). These exceptions stop a command; the CLI is the
+one place that turns them into text and an exit code.
+"""
+
+from __future__ import annotations
+
+
+class BatchError(Exception):
+    """Base class: a problem that stops the command, with what to do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+
+class InputError(BatchError):
+    """The handoff file cannot be used as it is: unreadable, no header, no recipients column."""
+
+    exit_code = 2
+
+
+class UsageError(BatchError):
+    """The command was called wrong: conflicting or impossible options."""
+
+    exit_code = 2
+
+
+class OutputError(BatchError):
+    """The results sheet or journal could not be written."""
+
+    exit_code = 2

@@ -1,0 +1,288 @@
+"""Loading a handoff file: every cell as text, with its sheet row number from the start.
+
+CSV (UTF-8 with or without BOM, or Excel's cp1252; comma, semicolon or tab) is
+read with the stdlib so blank lines keep their place in the row numbering.
+XLSX is read with fastexcel (calamine), every column as text: polars' type
+inference silently corrupts phone columns. calamine cannot see number formats,
+so the few cells a spreadsheet shows in scientific notation (which has already
+dropped digits) are found from the workbook's own XML.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+from xml.etree import ElementTree
+
+import fastexcel
+
+from batcher.errors import InputError
+
+SheetKind = Literal["csv", "xlsx"]
+
+_XLSX_MAGIC = b"PK\x03\x04"
+_XLS_MAGIC = b"\xd0\xcf\x11\xe0"
+_DELIMITERS = (",", ";", "\t")
+_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_PKG_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+# Built-in number formats 11 (0.00E+00) and 48 (##0.0E+0) are scientific.
+_SCIENTIFIC_BUILTIN = frozenset({11, 48})
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRow:
+    """One non-empty data row: its number as the spreadsheet shows it, and its cells as text."""
+
+    number: int
+    cells: tuple[str, ...]
+
+    def cell(self, index: int) -> str:
+        """The cell at a column index, or "" past the end of a short row."""
+        return self.cells[index] if index < len(self.cells) else ""
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A handoff file as read: the header, the data rows and what the reader noticed."""
+
+    path: Path
+    kind: SheetKind
+    header_number: int
+    headers: tuple[str, ...]
+    rows: tuple[SheetRow, ...]
+    delimiter: str = ","
+    sheet_name: str = ""
+    # (row number, column index) of numeric cells displayed in scientific notation.
+    scientific: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+
+
+def load_sheet(path: Path, sheet: str | None = None) -> Sheet:
+    """Read a CSV or XLSX handoff file; raise InputError with what to do if it cannot be used."""
+    try:
+        with path.open("rb") as stream:
+            magic = stream.read(4)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file.", hint="Check the path and try again.") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not a spreadsheet.") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if magic == _XLS_MAGIC:
+        raise InputError(
+            f"{path} is an old-style .xls workbook, which chert-batch does not read.",
+            hint="Open it in Excel or LibreOffice and save it as .xlsx or as CSV UTF-8.",
+        )
+    if magic == _XLSX_MAGIC:
+        return _load_xlsx(path, sheet)
+    if sheet is not None:
+        raise InputError(f"--sheet {sheet!r} was given, but {path} is a CSV file with no sheets.")
+    return _load_csv(path)
+
+
+def is_blank(cells: Iterable[str]) -> bool:
+    """Whether every cell of a row is empty or white space."""
+    return all(not cell or cell.isspace() for cell in cells)
+
+
+def _build(
+    path: Path,
+    kind: SheetKind,
+    records: Iterable[Sequence[str]],
+    **extra: str,
+) -> tuple[int, tuple[str, ...], tuple[SheetRow, ...]]:
+    """Find the header (the first non-blank row) and number the data rows after it."""
+    header_number = 0
+    headers: tuple[str, ...] = ()
+    rows: list[SheetRow] = []
+    for number, cells in enumerate(records, start=1):
+        if is_blank(cells):
+            continue
+        if not header_number:
+            header_number, headers = number, tuple(cell.strip() for cell in cells)
+        else:
+            rows.append(SheetRow(number, tuple(cells)))
+    if not header_number:
+        where = f" (sheet {extra['sheet_name']!r})" if extra.get("sheet_name") else ""
+        raise InputError(
+            f"{path}{where} is empty: there is no header row and no data.",
+            hint="The first row should name the columns, e.g. From, To, Text.",
+        )
+    width = max([len(headers), *(len(row.cells) for row in rows)])
+    return header_number, headers + ("",) * (width - len(headers)), tuple(rows)
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def _load_csv(path: Path) -> Sheet:
+    text = _decode(path, path.read_bytes())
+    delimiter = sniff_delimiter(text)
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header_number, headers, rows = _build(path, "csv", records)
+    except csv.Error as exc:
+        raise InputError(
+            f"{path} is not a well-formed CSV file ({exc}).",
+            hint="Open it in a spreadsheet and save it again as CSV UTF-8.",
+        ) from None
+    return Sheet(path, "csv", header_number, headers, rows, delimiter=delimiter)
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 (with or without BOM) first, then Excel's Windows-1252."""
+    if b"\x00" in data[:65536]:
+        raise InputError(
+            f"{path} is not a text file, so it cannot be a CSV file.",
+            hint="Give chert-batch a .csv or .xlsx handoff file.",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path} is neither UTF-8 nor Windows-1252 text.",
+            hint="Save it from your spreadsheet as 'CSV UTF-8'.",
+        ) from None
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter among comma, semicolon and tab that the header line uses most."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    counts = {delimiter: header.count(delimiter) for delimiter in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ","
+
+
+# --- XLSX -------------------------------------------------------------------------------------
+
+
+def _load_xlsx(path: Path, sheet: str | None) -> Sheet:
+    try:
+        reader = fastexcel.read_excel(path)
+        names = list(reader.sheet_names)
+    except Exception as exc:  # fastexcel raises its own tree; all of them mean "unreadable"
+        raise InputError(
+            f"{path} could not be read as an Excel workbook ({_first_line(exc)}).",
+            hint="Open it in Excel or LibreOffice and save it again as .xlsx.",
+        ) from None
+    index = _sheet_index(path, names, sheet)
+    try:
+        loaded = reader.load_sheet(index, header_row=None, skip_rows=0, dtypes="string")
+        frame = loaded.to_polars()
+        column_offset = loaded.available_columns()[0].absolute_index if loaded.width else 0
+    except Exception as exc:
+        raise InputError(
+            f"{path}, sheet {names[index]!r}, could not be read ({_first_line(exc)}).",
+            hint="Open it in Excel or LibreOffice and save it again as .xlsx.",
+        ) from None
+    columns = [frame.get_column(name).to_list() for name in frame.columns]
+    records = (tuple(cell or "" for cell in cells) for cells in zip(*columns, strict=True))
+    header_number, headers, rows = _build(path, "xlsx", records, sheet_name=names[index])
+    scientific = _scientific_cells(path, index, column_offset)
+    return Sheet(
+        path,
+        "xlsx",
+        header_number,
+        headers,
+        rows,
+        sheet_name=names[index],
+        scientific=scientific,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _sheet_index(path: Path, names: list[str], wanted: str | None) -> int:
+    if not names:
+        raise InputError(f"{path} has no sheets.")
+    if wanted is None:
+        return 0
+    for index, name in enumerate(names):
+        if name.casefold() == wanted.strip().casefold():
+            return index
+    listed = ", ".join(repr(name) for name in names)
+    raise InputError(f"{path} has no sheet named {wanted!r}.", hint=f"Its sheets are: {listed}.")
+
+
+def _scientific_cells(
+    path: Path, sheet_index: int, column_offset: int
+) -> frozenset[tuple[int, int]]:
+    """Numeric cells whose number format is scientific, as (row number, column index)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            styles = _scientific_styles(archive.read("xl/styles.xml"))
+            if not styles:
+                return frozenset()
+            xml = archive.read(_sheet_member(archive, sheet_index))
+    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError):
+        return frozenset()  # a workbook fastexcel read but without standard parts: no styles
+    style_ids = "|".join(str(style) for style in sorted(styles))
+    cell_tag = re.compile(rb'<c\s[^>]*\bs="(?:' + style_ids.encode() + rb')"[^>]*>')
+    found: set[tuple[int, int]] = set()
+    for match in cell_tag.finditer(xml):
+        tag = match.group()
+        kind = re.search(rb'\bt="(\w+)"', tag)
+        ref = re.search(rb'\br="([A-Z]+)(\d+)"', tag)
+        if ref and (kind is None or kind.group(1) == b"n"):
+            column = _column_number(ref.group(1).decode()) - column_offset
+            found.add((int(ref.group(2)), column))
+    return frozenset(found)
+
+
+def _scientific_styles(styles_xml: bytes) -> set[int]:
+    """Indexes of the cell formats (cellXfs) that display numbers in scientific notation."""
+    root = ElementTree.fromstring(styles_xml)
+    custom = {
+        int(fmt.get("numFmtId", "-1")): fmt.get("formatCode", "")
+        for fmt in root.iter(f"{_MAIN_NS}numFmt")
+    }
+    scientific = {number for number, code in custom.items() if _is_scientific(code)}
+    scientific |= _SCIENTIFIC_BUILTIN
+    cell_xfs = root.find(f"{_MAIN_NS}cellXfs")
+    if cell_xfs is None:
+        return set()
+    return {
+        index
+        for index, xf in enumerate(cell_xfs.iter(f"{_MAIN_NS}xf"))
+        if int(xf.get("numFmtId", "0")) in scientific
+    }
+
+
+def _is_scientific(format_code: str) -> bool:
+    unquoted = re.sub(r'"[^"]*"|\\.', "", format_code)
+    return re.search(r"[eE][+-]", unquoted) is not None
+
+
+def _sheet_member(archive: zipfile.ZipFile, sheet_index: int) -> str:
+    """The zip member holding the n-th sheet, resolved through the workbook's relationships."""
+    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    sheets = list(workbook.iter(f"{_MAIN_NS}sheet"))
+    relation_id = sheets[sheet_index].get(f"{_REL_NS}id", "")
+    rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    for rel in rels.iter(f"{_PKG_REL_NS}Relationship"):
+        if rel.get("Id") == relation_id:
+            target = rel.get("Target", "")
+            if target.startswith("/"):
+                return target.lstrip("/")
+            return str(PurePosixPath("xl") / target)
+    raise KeyError(relation_id)
+
+
+def _column_number(letters: str) -> int:
+    """0-based column index of Excel column letters: A → 0, Z → 25, AA → 26."""
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return number - 1

@@ -1,0 +1,177 @@
+"""Orchestration: load → normalize and validate → plan → (send) → write the results sheet.
+
+The CLI calls one function per command; everything here takes values and
+returns values, and nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batcher.columns import ColumnMap, map_columns
+from batcher.loading import Sheet, load_sheet
+from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
+from batcher.planning import Plan, RowPlan, SettledRow, plan_rows
+from batcher.results import default_output, write_results
+from batcher.validation import Message, Rules, validate_row
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What every command needs to read and plan a handoff file."""
+
+    path: Path
+    out: Path | None = None
+    sheet: str | None = None
+    region: str = "US"
+    default_sender: str = ""
+    campaign: str = ""
+    allow_duplicates: bool = False
+
+    @property
+    def output(self) -> Path:
+        """Where the results sheet goes."""
+        return default_output(self.path, self.out)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A handoff file read, validated and planned: everything but the sending."""
+
+    sheet: Sheet
+    columns: ColumnMap
+    plan: Plan
+    carried: dict[int, RowOutcome]
+
+
+@dataclass
+class Report:
+    """What happened, for the summary: counts by status and by code, and the problems."""
+
+    source: Path
+    output: Path
+    by_status: Counter[Status] = field(default_factory=Counter)
+    by_code: Counter[int] = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """How many rows the sheet has (blank rows not counted)."""
+        return sum(self.by_status.values())
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row is settled as wanted, 1 when some need attention."""
+        unsettled = {Status.INVALID, Status.FAILED, Status.PENDING}
+        return 1 if any(self.by_status[status] for status in unsettled) else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as plain data, for `--json`."""
+        return {
+            "input": str(self.source),
+            "results": str(self.output),
+            "rows": self.total,
+            "by_status": {str(status): self.by_status[status] for status in Status},
+            "by_code": {
+                str(code): {"count": count, "meaning": CODE_MEANINGS.get(code, "")}
+                for code, count in sorted(self.by_code.items())
+            },
+            "problems": [
+                {
+                    "row": problem.row,
+                    "column": problem.column,
+                    "value": problem.value,
+                    "code": problem.code,
+                    "message": problem.message,
+                }
+                for problem in self.problems
+            ],
+        }
+
+
+def prepare(options: JobOptions) -> Prepared:
+    """Load, validate and plan a handoff file; raise InputError if it cannot be used."""
+    sheet = load_sheet(options.path, options.sheet)
+    where = f"{options.path}" + (f", sheet {sheet.sheet_name!r}" if sheet.sheet_name else "")
+    columns = map_columns(
+        sheet.headers, where=where, has_default_sender=bool(options.default_sender)
+    )
+    rules = Rules(region=options.region, default_sender=options.default_sender)
+    carried: dict[int, RowOutcome] = {}
+
+    def rows() -> Iterator[Message | Problem | SettledRow]:
+        status_column = columns.results.get("status")
+        for row in sheet.rows:
+            checked = validate_row(row, columns, rules, sheet.scientific)
+            if status_column is not None and row.cell(status_column).strip().lower() == "sent":
+                carried[row.number] = _carried_outcome(row.cells, columns)
+                yield SettledRow(row.number, checked if isinstance(checked, Message) else None)
+            else:
+                yield checked
+
+    plan = plan_rows(rows(), campaign=options.campaign, allow_duplicates=options.allow_duplicates)
+    return Prepared(sheet, columns, plan, carried)
+
+
+def validate_file(options: JobOptions) -> Report:
+    """The `validate` command: plan everything, send nothing, write the results sheet."""
+    prepared = prepare(options)
+    outcomes = {
+        row.row: prepared.carried.get(row.row) or planned_outcome(row) for row in prepared.plan.rows
+    }
+    write_results(prepared.sheet, prepared.columns, outcomes, options.output)
+    return summarize(options, prepared.plan, outcomes)
+
+
+def planned_outcome(row: RowPlan) -> RowOutcome:
+    """A row's result columns before anything is sent."""
+    if row.problem is not None:
+        return RowOutcome(
+            Status.INVALID,
+            error_code=str(row.problem.code),
+            error_message=f"{row.problem.column}: {row.problem.message}",
+        )
+    if row.status is Status.DUPLICATE:
+        return RowOutcome(
+            Status.DUPLICATE,
+            error_message=f"repeats row {row.duplicate_of}; not sent again "
+            "(--allow-duplicates sends it anyway)",
+        )
+    keys = " ".join(request.key for request in row.requests)
+    chat_id = row.requests[0].chat_id if row.requests else ""
+    return RowOutcome(row.status, chat_id=chat_id, idempotency_key=keys)
+
+
+def summarize(options: JobOptions, plan: Plan, outcomes: dict[int, RowOutcome]) -> Report:
+    """Counts by status and by code, and every problem in sheet order."""
+    report = Report(options.path, options.output)
+    for row in plan.rows:
+        outcome = outcomes[row.row]
+        report.by_status[outcome.status] += 1
+        if outcome.error_code.isdigit():
+            report.by_code[int(outcome.error_code)] += 1
+        if row.problem is not None:
+            report.problems.append(row.problem)
+    return report
+
+
+def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
+    """The result cells of a row an earlier run sent, kept as they are."""
+
+    def cell(name: str) -> str:
+        index = columns.results.get(name)
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    return RowOutcome(
+        Status.SENT,
+        chat_id=cell("chat_id"),
+        message_id=cell("message_id"),
+        idempotency_key=cell("idempotency_key"),
+        attempts=cell("attempts"),
+        sent_at=cell("sent_at"),
+        trace_id=cell("trace_id"),
+    )

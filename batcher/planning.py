@@ -1,0 +1,288 @@
+"""Planning: rows become chats and requests, each with a deterministic idempotency key.
+
+Rows with the same sender and recipient set form one chat: the first creates it
+(`POST /chats`), later ones follow up in sheet order. A group's first message
+must be text only, so a group row that also carries links or media becomes two
+requests: the text-only creation, then a follow-up with the rest.
+
+A key is a hash of canonical JSON of the request's content and its step within
+the row, behind a version prefix: the same content gives the same key on any
+machine, in any row order, under any file name. No clock, no randomness, no
+row number. Identical rows sent on purpose (`--allow-duplicates`) differ by
+their occurrence count among identical rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from batcher.model import Part, Problem, Status
+from batcher.validation import Message
+
+KEY_PREFIX = "cb1-"
+_URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
+
+ContentId = tuple[str, tuple[str, ...], str, tuple[Part, ...], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One API call: a chat creation or a follow-up, with the key it is sent under."""
+
+    key: str
+    row: int
+    step: int
+    chat: str
+    creates_chat: bool
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+    parts: tuple[Part, ...]
+    chat_id: str = ""
+
+    def path(self, chat_id: str = "") -> str:
+        """The route, relative to the API base; a follow-up needs its chat's id."""
+        if self.creates_chat:
+            return "/chats"
+        return f"/chats/{chat_id or self.chat_id}/messages"
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body, exactly as it is sent (and re-sent) under this key."""
+        message: dict[str, Any] = {
+            "parts": [part.to_api() for part in self.parts],
+            "idempotency_key": self.key,
+        }
+        if not self.creates_chat:
+            return {"message": message}
+        if self.subject and len(self.recipients) > 1:
+            message["subject"] = self.subject
+        return {"from": self.sender, "to": list(self.recipients), "message": message}
+
+
+@dataclass(frozen=True, slots=True)
+class SettledRow:
+    """A row an earlier run already sent, read back from a results sheet.
+
+    `message` is None when the row no longer validates: it stays sent, but
+    cannot anchor its chat or catch repeats.
+    """
+
+    row: int
+    message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowPlan:
+    """What will happen to one row: its requests, or why it will not be sent."""
+
+    row: int
+    status: Status
+    requests: tuple[Request, ...] = ()
+    problem: Problem | None = None
+    duplicate_of: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every row's plan, and the requests grouped by chat in the order they must go."""
+
+    rows: tuple[RowPlan, ...]
+    chats: dict[str, tuple[Request, ...]] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> Iterable[Request]:
+        """Every request to send, chat by chat."""
+        for requests in self.chats.values():
+            yield from requests
+
+
+def content_id(message: Message) -> ContentId:
+    """What makes two rows "the same message": sender, recipients, subject, parts, chat."""
+    return (message.sender, message.recipients, message.subject, message.parts, message.chat_id)
+
+
+def derive_key(
+    *,
+    campaign: str,
+    message: Message,
+    parts: Sequence[Part],
+    step: int,
+    occurrence: int,
+) -> str:
+    """The idempotency key of one request: a hash of its content, never of where it sits."""
+    material = {
+        "campaign": campaign,
+        "from": message.sender,
+        "to": list(message.recipients),
+        "subject": message.subject,
+        "chat_id": message.chat_id,
+        "parts": [part.to_api() for part in parts],
+        "step": step,
+        "occurrence": occurrence,
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def chat_ref(sender: str, recipients: tuple[str, ...], chat_id: str) -> str:
+    """The chat a row belongs to: an existing chat id, or a sender and recipient set."""
+    return f"id:{chat_id}" if chat_id else f"new:{sender}>{','.join(recipients)}"
+
+
+class _Planner:
+    """Walks the rows in sheet order, tracking chats, repeats and keys already used."""
+
+    def __init__(self, campaign: str, allow_duplicates: bool) -> None:
+        self.campaign = campaign
+        self.allow_duplicates = allow_duplicates
+        self.first_row: dict[ContentId, int] = {}
+        self.occurrences: Counter[ContentId] = Counter()
+        self.chats: dict[str, list[Request]] = {}
+        self.known_chat_ids: dict[str, str] = {}
+        self.key_owner: dict[str, tuple[int, ContentId]] = {}
+
+    def settled(self, row: SettledRow) -> RowPlan:
+        message = row.message
+        if message is not None:
+            # Its chat_id cell holds the chat the earlier run created or wrote into; the
+            # content it was sent as had no chat id when the row names its recipients.
+            sent_chat = "" if message.recipients else message.chat_id
+            content = content_id(replace(message, chat_id=sent_chat))
+            self.first_row.setdefault(content, row.row)
+            self.occurrences[content] += 1
+            if message.chat_id and message.recipients:
+                ref = chat_ref(message.sender, message.recipients, "")
+                self.known_chat_ids.setdefault(ref, message.chat_id)
+        return RowPlan(row.row, Status.SENT)
+
+    def message(self, message: Message) -> RowPlan:
+        content = content_id(message)
+        earlier = self.first_row.get(content)
+        if earlier and not self.allow_duplicates:
+            return RowPlan(message.row, Status.DUPLICATE, duplicate_of=earlier)
+        ref = chat_ref(message.sender, message.recipients, message.chat_id)
+        existing = message.chat_id or self.known_chat_ids.get(ref, "")
+        creates = not existing and ref not in self.chats
+        steps = _steps(message, creates)
+        if isinstance(steps, Problem):
+            return RowPlan(message.row, Status.INVALID, problem=steps)
+        keys = self._keys(message, content, steps)
+        if isinstance(keys, Problem):
+            return RowPlan(message.row, Status.INVALID, problem=keys)
+        self.first_row.setdefault(content, message.row)
+        self.occurrences[content] += 1
+        requests = tuple(
+            Request(
+                key=key,
+                row=message.row,
+                step=step,
+                chat=ref,
+                creates_chat=creates and step == 1,
+                sender=message.sender,
+                recipients=message.recipients,
+                subject=message.subject,
+                parts=parts,
+                chat_id=existing,
+            )
+            for step, (key, parts) in enumerate(zip(keys, steps, strict=True), start=1)
+        )
+        self.chats.setdefault(ref, []).extend(requests)
+        for key in keys:
+            self.key_owner[key] = (message.row, content)
+        return RowPlan(message.row, Status.PENDING, requests=requests)
+
+    def _keys(
+        self, message: Message, content: ContentId, steps: list[tuple[Part, ...]]
+    ) -> list[str] | Problem:
+        if not message.keys:
+            occurrence = self.occurrences[content]
+            return [
+                derive_key(
+                    campaign=self.campaign,
+                    message=message,
+                    parts=parts,
+                    step=step,
+                    occurrence=occurrence,
+                )
+                for step, parts in enumerate(steps, start=1)
+            ]
+        if len(message.keys) == len(steps):
+            keys = list(message.keys)
+        elif len(message.keys) == 1:
+            keys = [message.keys[0]] + [f"{message.keys[0]}.{n}" for n in range(2, len(steps) + 1)]
+        else:
+            return _key_problem(
+                message,
+                f"holds {len(message.keys)} keys but the row makes {len(steps)} "
+                "request(s). Give one key, or one per request separated by spaces.",
+            )
+        for key in keys:
+            owner = self.key_owner.get(key)
+            if owner is not None:
+                return _key_problem(
+                    message,
+                    f"the key {key!r} is already used by row {owner[0]}. The API would take "
+                    "this row for a retry of that one and not send it: give each row its "
+                    "own key, or leave the cell empty.",
+                )
+        return keys
+
+
+def plan_rows(
+    rows: Iterable[Message | Problem | SettledRow],
+    *,
+    campaign: str = "",
+    allow_duplicates: bool = False,
+) -> Plan:
+    """Plan every row in sheet order: chats, splits, duplicates and keys."""
+    planner = _Planner(campaign, allow_duplicates)
+    plans: list[RowPlan] = []
+    for row in rows:
+        if isinstance(row, Problem):
+            plans.append(RowPlan(row.row, Status.INVALID, problem=row))
+        elif isinstance(row, SettledRow):
+            plans.append(planner.settled(row))
+        else:
+            plans.append(planner.message(row))
+    chats = {ref: tuple(requests) for ref, requests in planner.chats.items()}
+    return Plan(tuple(plans), chats)
+
+
+def _steps(message: Message, creates: bool) -> list[tuple[Part, ...]] | Problem:
+    """The parts of each request a row makes, checking the first-message rules."""
+    if not creates:
+        return [message.parts]
+    if not message.is_group:
+        for part, column in zip(message.parts, message.part_columns, strict=True):
+            if part.type == "text" and _URL_IN_TEXT.search(part.value):
+                return Problem(
+                    message.row,
+                    column,
+                    part.value,
+                    1005,
+                    "the first message of a direct chat may not carry a web address in "
+                    "its text. Move the address to a Link column (it is sent as a rich link).",
+                )
+        return [message.parts]
+    text = tuple(part for part in message.parts if part.type == "text")
+    rest = tuple(part for part in message.parts if part.type != "text")
+    if not text:
+        return Problem(
+            message.row,
+            message.text_column,
+            "",
+            1001,
+            "a group chat must start with a text message; links and media can only follow. "
+            "Add a Text cell to this row.",
+        )
+    return [text, rest] if rest else [text]
+
+
+def _key_problem(message: Message, detail: str) -> Problem:
+    return Problem(message.row, message.key_column, " ".join(message.keys), 1002, detail)

@@ -1,0 +1,172 @@
+"""Writing the results sheet: the input's columns unchanged, then what happened to each row.
+
+Written atomically (a temporary file beside the target, then a rename), in the
+input's format unless the output's extension says otherwise. Nothing written
+can become a formula: XLSX cells are all string cells, and CSV cells that a
+spreadsheet would evaluate get a leading apostrophe (OWASP CSV injection).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Font
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+from batcher.columns import RESULT_COLUMNS, ColumnMap
+from batcher.errors import OutputError
+from batcher.loading import Sheet, SheetKind
+from batcher.model import RowOutcome
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PHONE_LIKE = re.compile(r"\+[\d\s().\-;,|/]*")
+# Input columns that are also result columns: an empty result keeps what the user wrote.
+_KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
+
+
+def default_output(source: Path, out: Path | None) -> Path:
+    """`--out`, or `<input stem>.results.<ext>` beside the input."""
+    if out is not None:
+        return out
+    return source.with_name(f"{source.stem}.results{source.suffix.lower() or '.csv'}")
+
+
+def output_kind(out: Path, sheet: Sheet) -> SheetKind:
+    """The output's format: its extension decides, else the input's format."""
+    suffix = out.suffix.lower()
+    if suffix == ".xlsx":
+        return "xlsx"
+    if suffix in {".csv", ".tsv", ".txt"}:
+        return "csv"
+    return sheet.kind
+
+
+def csv_safe(value: str) -> str:
+    """Prefix a cell a spreadsheet would evaluate with an apostrophe; phone numbers pass."""
+    if value.startswith(_FORMULA_START) and not _PHONE_LIKE.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def write_results(
+    sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome], out: Path
+) -> None:
+    """Write the results sheet for every row of `sheet` to `out`, atomically."""
+    if out.resolve() == sheet.path.resolve():
+        raise OutputError(
+            f"the results would overwrite the input file {sheet.path}.",
+            hint="Choose another --out; the input file is never modified.",
+        )
+    headers, rows = _table(sheet, columns, outcomes)
+    try:
+        with _atomic(out) as temporary:
+            if output_kind(out, sheet) == "xlsx":
+                phone_columns = {i for i in (*columns.recipients, columns.sender) if i is not None}
+                _write_xlsx(temporary, sheet, headers, rows, phone_columns)
+            else:
+                delimiter = sheet.delimiter if sheet.kind == "csv" else ","
+                _write_csv(temporary, sheet, headers, rows, delimiter)
+    except OSError as exc:
+        raise OutputError(
+            f"could not write the results to {out} ({exc.strerror or exc}).",
+            hint="Close the file if a spreadsheet has it open, or choose another --out.",
+        ) from None
+
+
+def _table(
+    sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome]
+) -> tuple[list[str], dict[int, list[str]]]:
+    """Headers and rows by sheet row number, with the result columns filled in."""
+    headers = list(sheet.headers)
+    targets: dict[str, int] = {}
+    for name in RESULT_COLUMNS:
+        targets[name] = columns.results.get(name, len(headers))
+        if name not in columns.results:
+            headers.append(name)
+    rows: dict[int, list[str]] = {}
+    for row in sheet.rows:
+        cells = list(row.cells) + [""] * (len(headers) - len(row.cells))
+        outcome = outcomes.get(row.number)
+        if outcome is not None:
+            for name, value in outcome.cells().items():
+                if value or name not in _KEEP_INPUT_WHEN_EMPTY:
+                    cells[targets[name]] = value
+        rows[row.number] = cells
+    return headers, rows
+
+
+def _numbered(
+    sheet: Sheet, headers: list[str], rows: Mapping[int, list[str]]
+) -> Iterator[list[str]]:
+    """Every line of the output, blank rows included, so row numbers match the input's."""
+    for _ in range(1, sheet.header_number):
+        yield []
+    yield headers
+    last = max(rows, default=sheet.header_number)
+    for number in range(sheet.header_number + 1, last + 1):
+        yield rows.get(number, [])
+
+
+def _write_csv(
+    path: Path, sheet: Sheet, headers: list[str], rows: Mapping[int, list[str]], delimiter: str
+) -> None:
+    with path.open("w", encoding="utf-8-sig", newline="") as stream:
+        writer = csv.writer(stream, delimiter=delimiter)
+        writer.writerows(
+            [csv_safe(cell) for cell in line] for line in _numbered(sheet, headers, rows)
+        )
+
+
+def _write_xlsx(
+    path: Path,
+    sheet: Sheet,
+    headers: list[str],
+    rows: Mapping[int, list[str]],
+    phone_columns: set[int],
+) -> None:
+    book = Workbook(write_only=True)
+    worksheet = book.create_sheet(sheet.sheet_name or "results")
+    bold = Font(bold=True)
+    for number, line in enumerate(_numbered(sheet, headers, rows), start=1):
+        is_header = number == sheet.header_number
+        worksheet.append(
+            [
+                _string_cell(worksheet, value, bold if is_header else None, i in phone_columns)
+                for i, value in enumerate(line)
+            ]
+        )
+    book.save(path)
+
+
+def _string_cell(
+    worksheet: WriteOnlyWorksheet, value: str, font: Font | None, is_phone: bool
+) -> WriteOnlyCell:
+    """A cell that stays text whatever it holds: never a formula, never a number."""
+    cell = WriteOnlyCell(worksheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+    cell.data_type = "s"
+    if font is not None:
+        cell.font = font
+    if is_phone:
+        cell.number_format = "@"  # Text: what a person types here later stays text too
+    return cell
+
+
+@contextmanager
+def _atomic(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` that replaces it only once fully written."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        with temporary.open("rb") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
