@@ -1,0 +1,418 @@
+"""The sandbox's memory and rules: chats, messages, idempotency, attachments, limits, ledger.
+
+Pure logic, no HTTP: every operation takes parsed values and the current time
+and returns an ``Answer`` (status and exact JSON bytes) or raises ``ApiError``.
+A lock makes each operation atomic, so an idempotency check and the record
+of its answer can never interleave with a concurrent request for the same key
+(the server also runs every operation on one event loop with no await inside).
+
+Choices where the docs are silent:
+- idempotency keys are kept until reset; the fingerprint is canonical JSON of
+  the route path and the parsed body; the same key with another body (or on
+  another route) is 422 / 1002, not retryable; only successes are stored.
+- a POST /chats for a (from, set(to)) that already has a chat reuses it:
+  same chat id, a new message, no first touch, no capacity used. The
+  first-message rules (1005, 4099) still apply, since they are about the call.
+- capacity (4002) is answered with HTTP 429 and ``retry_after``.
+- a group created without a subject is named by its recipients, comma-separated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from batcher.sandbox.config import SandboxConfig
+from batcher.sandbox.errors import (
+    CAPACITY,
+    INVALID_FIELD,
+    LINE_NOT_OWNED,
+    RATE_LIMITED,
+    ApiError,
+    invalid,
+    missing,
+    not_found,
+)
+from batcher.sandbox.limits import FirstTouchLimiter, RateLimiter
+from batcher.sandbox.rules import (
+    CreateChat,
+    Message,
+    canonical_json,
+    idempotency_key_of,
+    parse_create_chat,
+    parse_follow_up,
+)
+
+SERVICE = "imessage"
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response to send: HTTP status and body bytes; ``replay`` marks an idempotent replay."""
+
+    status: int
+    body: bytes
+    replay: bool = False
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Which injected faults hit one request."""
+
+    unavailable: bool = False
+    drop: bool = False
+    slow: bool = False
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat and the JSON object the API shows for it."""
+
+    id: str
+    sender: str
+    recipients: tuple[str, ...]
+    is_group: bool
+    payload: Json
+
+
+@dataclass
+class Attachment:
+    """A reserved upload; ``uploaded`` turns true once its PUT completes."""
+
+    id: str
+    content_type: str
+    size_bytes: int
+    expires_at: float
+    uploaded: bool = False
+
+
+@dataclass(frozen=True)
+class _Stored:
+    fingerprint: str
+    answer: Answer
+
+
+@dataclass
+class _Memory:
+    """Everything reset clears."""
+
+    chats: dict[str, Chat] = field(default_factory=dict)
+    chat_by_members: dict[tuple[str, frozenset[str]], str] = field(default_factory=dict)
+    messages: dict[str, Json] = field(default_factory=dict)
+    answers: dict[tuple[str, str], _Stored] = field(default_factory=dict)
+    attachments: dict[str, Attachment] = field(default_factory=dict)
+    senders_seen: dict[str, None] = field(default_factory=dict)
+    ledger: list[Json] = field(default_factory=list)
+    requests: list[Json] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    by_code: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[str] = field(default_factory=Counter)
+
+
+def iso_z(unix: float) -> str:
+    """Format a unix time as the API does: ``2026-05-01T12:00:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+
+
+def encode(payload: Json) -> bytes:
+    """Serialize a response body compactly."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def ceil_ms(seconds: float) -> float:
+    """Round a wait up to the millisecond, so a client that honours it is never early."""
+    return math.ceil(seconds * 1000) / 1000
+
+
+def _line_handles(recipients: tuple[str, ...]) -> list[Json]:
+    return [{"service": SERVICE, "address": number} for number in recipients]
+
+
+class State:
+    """All sandbox state for one tenant; operations are atomic under one lock."""
+
+    def __init__(self, config: SandboxConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything and restart limiters and the fault generator from the seed."""
+        with self._lock:
+            self._memory = _Memory()
+            self._rate = RateLimiter(self.config.rate) if self.config.rate else None
+            self._touches = FirstTouchLimiter(self.config.line_gap, self.config.line_daily)
+            # One generator for all faults, so a seed fixes the whole fault sequence.
+            self._random = random.Random(self.config.seed)
+
+    # Admission -----------------------------------------------------------
+
+    def admit(self, now: float) -> None:
+        """Count one authenticated API request against the tenant's rate, or raise 1007."""
+        if self._rate is None:
+            return
+        with self._lock:
+            wait = self._rate.acquire(now)
+        if wait > 0:
+            raise ApiError(
+                429,
+                RATE_LIMITED,
+                f"rate limit of {self.config.rate:g} requests per second exceeded",
+                retryable=True,
+                retry_after=ceil_ms(wait),
+            )
+
+    def draw_faults(self, p503: float, pdrop: float, pslow: float) -> Faults:
+        """Draw this request's faults; three draws every time keep the sequence aligned."""
+        if not (p503 or pdrop or pslow):
+            return Faults()
+        with self._lock:
+            draws = [self._random.random() for _ in range(3)]
+        return Faults(draws[0] < p503, draws[1] < pdrop, draws[2] < pslow)
+
+    # API operations ------------------------------------------------------
+
+    def create_chat(self, body: Json, *, path: str, now: float) -> Answer:
+        """``POST /chats``: create or reuse a chat and deliver its message."""
+        with self._lock:
+            return self._idempotent(body, path, lambda: self._create_chat(body, now))
+
+    def follow_up(self, chat_id: str, body: Json, *, path: str, now: float) -> Answer:
+        """``POST /chats/{id}/messages``: deliver a message into an existing chat."""
+        with self._lock:
+            return self._idempotent(body, path, lambda: self._follow_up(chat_id, body, now))
+
+    def get_message(self, message_id: str) -> Answer:
+        """``GET /messages/{id}``."""
+        with self._lock:
+            message = self._memory.messages.get(message_id)
+        if message is None:
+            raise not_found(f"no message {message_id}")
+        return Answer(200, encode({"message": message}))
+
+    def phone_numbers(self) -> Answer:
+        """``GET /phone-numbers``: configured lines, or else the senders seen so far."""
+        with self._lock:
+            numbers = list(self.config.lines or self._memory.senders_seen)
+        lines = [{"number": number, "service": SERVICE, "status": "active"} for number in numbers]
+        return Answer(200, encode({"phone_numbers": lines}))
+
+    def reserve_attachment(
+        self, body: Json, *, upload_url: Callable[[str], str], now: float
+    ) -> Answer:
+        """``POST /attachments``: reserve an id and hand out where to PUT the bytes."""
+        content_type, size = self._check_reservation(body)
+        attachment = Attachment(
+            id=str(uuid.uuid4()),
+            content_type=content_type,
+            size_bytes=size,
+            expires_at=now + self.config.upload_ttl_seconds,
+        )
+        with self._lock:
+            self._memory.attachments[attachment.id] = attachment
+        payload = {
+            "attachment_id": attachment.id,
+            "upload_url": upload_url(attachment.id),
+            "required_headers": {"Content-Type": content_type},
+            "expires_at": iso_z(attachment.expires_at),
+        }
+        return Answer(200, encode(payload))
+
+    def check_upload(
+        self, attachment_id: str, content_type: str | None, length: int | None, now: float
+    ) -> Attachment:
+        """Check an upload's headers before its bytes are read."""
+        with self._lock:
+            attachment = self._memory.attachments.get(attachment_id)
+        if attachment is None:
+            raise not_found(f"no attachment {attachment_id}")
+        if now > attachment.expires_at:
+            raise invalid("this upload URL has expired; reserve a new attachment")
+        if content_type != attachment.content_type:
+            raise invalid(f"Content-Type must be {attachment.content_type}, as reserved")
+        if length is None:
+            raise missing("Content-Length is required")
+        if length != attachment.size_bytes:
+            raise invalid(f"Content-Length must be {attachment.size_bytes}, as reserved")
+        return attachment
+
+    def finish_upload(self, attachment: Attachment, received: int) -> Answer:
+        """Mark an upload complete once exactly the reserved number of bytes arrived."""
+        if received != attachment.size_bytes:
+            raise invalid(f"received {received} bytes; reserved {attachment.size_bytes}")
+        with self._lock:
+            attachment.uploaded = True
+            self._memory.counts["uploads"] += 1
+        payload = {"attachment_id": attachment.id, "size_bytes": received, "uploaded": True}
+        return Answer(200, encode(payload))
+
+    def is_uploaded(self, attachment_id: str) -> bool:
+        """True once the attachment's bytes have been PUT."""
+        attachment = self._memory.attachments.get(attachment_id)
+        return attachment is not None and attachment.uploaded
+
+    # Bookkeeping ---------------------------------------------------------
+
+    def log_request(self, record: Json, status: int, code: int | None) -> None:
+        """Append one API request to the request log and the counters."""
+        with self._lock:
+            memory = self._memory
+            memory.requests.append(record)
+            memory.counts["requests"] += 1
+            memory.by_code[str(code if code is not None else status)] += 1
+            memory.by_status[str(status)] += 1
+
+    def ledger(self) -> Json:
+        """Every delivered message, in delivery order."""
+        with self._lock:
+            return {"messages": list(self._memory.ledger)}
+
+    def requests(self) -> Json:
+        """Every API request seen, in arrival order."""
+        with self._lock:
+            return {"requests": list(self._memory.requests)}
+
+    def stats(self) -> Json:
+        """Counters of requests, deliveries, replays, first touches and answers."""
+        with self._lock:
+            memory = self._memory
+            return {
+                "requests": memory.counts["requests"],
+                "deliveries": len(memory.ledger),
+                "replays": memory.counts["replays"],
+                "first_touches": memory.counts["first_touches"],
+                "uploads": memory.counts["uploads"],
+                "by_code": dict(memory.by_code),
+                "by_status": dict(memory.by_status),
+            }
+
+    # Internals (called with the lock held) -------------------------------
+
+    def _idempotent(self, body: Json, path: str, work: Callable[[], Answer]) -> Answer:
+        key = idempotency_key_of(body)
+        if key is None:
+            return work()
+        slot = (self.config.tenant, key)
+        fingerprint = canonical_json({"path": path, "body": body})
+        stored = self._memory.answers.get(slot)
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                raise ApiError(
+                    422,
+                    INVALID_FIELD,
+                    "idempotency_key was already used with a different request body",
+                    retryable=False,
+                )
+            self._memory.counts["replays"] += 1
+            return Answer(stored.answer.status, stored.answer.body, replay=True)
+        answer = work()
+        self._memory.answers[slot] = _Stored(fingerprint, answer)
+        return answer
+
+    def _create_chat(self, body: Json, now: float) -> Answer:
+        request = parse_create_chat(body, self.is_uploaded)
+        if self.config.lines and request.sender not in self.config.lines:
+            raise ApiError(403, LINE_NOT_OWNED, f"from: {request.sender} is not this tenant's line")
+        members = (request.sender, frozenset(request.recipients))
+        chat_id = self._memory.chat_by_members.get(members)
+        first_touch = chat_id is None
+        chat = self._new_chat(request, now) if chat_id is None else self._memory.chats[chat_id]
+        message = self._deliver(chat, request.message, now, first_touch=first_touch)
+        return Answer(200, encode({"chat": chat.payload, "message": message}))
+
+    def _new_chat(self, request: CreateChat, now: float) -> Chat:
+        wait = self._touches.wait(request.sender, now)
+        if wait > 0:
+            raise ApiError(
+                429,
+                CAPACITY,
+                f"line {request.sender} has no first-touch capacity now; retry later",
+                retryable=True,
+                retry_after=ceil_ms(wait),
+            )
+        self._touches.record(request.sender, now)
+        self._memory.counts["first_touches"] += 1
+        chat_id = str(uuid.uuid4())
+        if request.is_group:
+            display_name = request.message.subject or ", ".join(request.recipients)
+        else:
+            display_name = request.recipients[0]
+        payload: Json = {
+            "id": chat_id,
+            "display_name": display_name,
+            "handles": _line_handles(request.recipients),
+            "is_group": request.is_group,
+            "service": SERVICE,
+            "health_score": self.config.health_score,
+            "created_at": iso_z(now),
+        }
+        chat = Chat(chat_id, request.sender, request.recipients, request.is_group, payload)
+        self._memory.chats[chat_id] = chat
+        self._memory.chat_by_members[(request.sender, frozenset(request.recipients))] = chat_id
+        self._memory.senders_seen[request.sender] = None
+        return chat
+
+    def _follow_up(self, chat_id: str, body: Json, now: float) -> Answer:
+        chat = self._memory.chats.get(chat_id)
+        if chat is None:
+            raise not_found(f"no chat {chat_id}")
+        message = self._deliver(chat, parse_follow_up(body, self.is_uploaded), now)
+        return Answer(200, encode({"message": message}))
+
+    def _deliver(
+        self, chat: Chat, message: Message, now: float, *, first_touch: bool = False
+    ) -> Json:
+        created_at = iso_z(now)
+        payload: Json = {
+            "id": uuid.uuid4().hex,
+            "chat_id": chat.id,
+            "parts": message.parts,
+            "status": "sent",
+            "direction": "outbound",
+            "created_at": created_at,
+            "delivered_at": None,
+            "read_at": None,
+            "service": SERVICE,
+        }
+        self._memory.messages[payload["id"]] = payload
+        self._memory.ledger.append(
+            {
+                "id": payload["id"],
+                "chat_id": chat.id,
+                "from": chat.sender,
+                "to": sorted(chat.recipients),
+                "subject": message.subject,
+                "parts": message.parts,
+                "idempotency_key": message.idempotency_key,
+                "created_at": created_at,
+                "is_group": chat.is_group,
+                "first_touch": first_touch,
+            }
+        )
+        return payload
+
+    def _check_reservation(self, body: Json) -> tuple[str, int]:
+        for name in ("filename", "content_type", "size_bytes"):
+            if body.get(name) in (None, ""):
+                raise missing(f"{name} is required")
+        if not isinstance(body["filename"], str):
+            raise invalid("filename must be a string")
+        content_type = body["content_type"]
+        if not isinstance(content_type, str) or "/" not in content_type:
+            raise invalid("content_type must be a MIME type such as image/png")
+        size = body["size_bytes"]
+        limit = self.config.max_upload_bytes
+        # bool is an int subclass; true is not a size.
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= limit:
+            raise invalid(f"size_bytes must be an integer from 1 to {limit}")
+        return content_type, size
