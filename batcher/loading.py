@@ -92,10 +92,7 @@ def is_blank(cells: Iterable[str]) -> bool:
 
 
 def _build(
-    path: Path,
-    kind: SheetKind,
-    records: Iterable[Sequence[str]],
-    **extra: str,
+    where: Path | str, records: Iterable[Sequence[str]]
 ) -> tuple[int, tuple[str, ...], tuple[SheetRow, ...]]:
     """Find the header (the first non-blank row) and number the data rows after it."""
     header_number = 0
@@ -109,9 +106,8 @@ def _build(
         else:
             rows.append(SheetRow(number, tuple(cells)))
     if not header_number:
-        where = f" (sheet {extra['sheet_name']!r})" if extra.get("sheet_name") else ""
         raise InputError(
-            f"{path}{where} is empty: there is no header row and no data.",
+            f"{where} is empty: there is no header row and no data.",
             hint="The first row should name the columns, e.g. From, To, Text.",
         )
     width = max([len(headers), *(len(row.cells) for row in rows)])
@@ -124,12 +120,12 @@ def _build(
 def _load_csv(path: Path) -> Sheet:
     text = _decode(path, path.read_bytes())
     delimiter = sniff_delimiter(text)
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        header_number, headers, rows = _build(path, "csv", records)
+        header_number, headers, rows = _build(path, records)
     except csv.Error as exc:
         raise InputError(
-            f"{path} is not a well-formed CSV file ({exc}).",
+            f"{path} is not a well-formed CSV file: {exc} near line {records.line_num}.",
             hint="Open it in a spreadsheet and save it again as CSV UTF-8.",
         ) from None
     return Sheet(path, "csv", header_number, headers, rows, delimiter=delimiter)
@@ -187,7 +183,8 @@ def _load_xlsx(path: Path, sheet: str | None) -> Sheet:
         ) from None
     columns = [frame.get_column(name).to_list() for name in frame.columns]
     records = (tuple(cell or "" for cell in cells) for cells in zip(*columns, strict=True))
-    header_number, headers, rows = _build(path, "xlsx", records, sheet_name=names[index])
+    where = f"{path}, sheet {names[index]!r},"
+    header_number, headers, rows = _build(where, records)
     scientific = _scientific_cells(path, index, column_offset)
     return Sheet(
         path,

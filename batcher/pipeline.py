@@ -57,6 +57,8 @@ class Report:
     by_status: Counter[Status] = field(default_factory=Counter)
     by_code: Counter[int] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    # validate only plans: `pending` is then the expected outcome, not unfinished work.
+    planned_only: bool = False
 
     @property
     def total(self) -> int:
@@ -66,7 +68,9 @@ class Report:
     @property
     def exit_code(self) -> int:
         """0 when every row is settled as wanted, 1 when some need attention."""
-        unsettled = {Status.INVALID, Status.FAILED, Status.PENDING}
+        unsettled = {Status.INVALID, Status.FAILED}
+        if not self.planned_only:
+            unsettled.add(Status.PENDING)
         return 1 if any(self.by_status[status] for status in unsettled) else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +128,9 @@ def validate_file(options: JobOptions) -> Report:
         row.row: prepared.carried.get(row.row) or planned_outcome(row) for row in prepared.plan.rows
     }
     write_results(prepared.sheet, prepared.columns, outcomes, options.output)
-    return summarize(options, prepared.plan, outcomes)
+    report = summarize(options, prepared.plan, outcomes)
+    report.planned_only = True
+    return report
 
 
 def planned_outcome(row: RowPlan) -> RowOutcome:

@@ -27,7 +27,7 @@ from batcher.loading import Sheet, SheetKind
 from batcher.model import RowOutcome
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PHONE_LIKE = re.compile(r"\+[\d\s().\-;,|/]*")
+_PHONE_LIKE = re.compile(r"\+[\d\s().\-;,|/+]*")
 # Input columns that are also result columns: an empty result keeps what the user wrote.
 _KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
 

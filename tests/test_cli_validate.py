@@ -1,0 +1,108 @@
+"""`chert-batch validate` as a person meets it: the summary, the JSON and the exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from batcher.cli import main
+from tests.sheets import write_csv
+
+SENDER = "+15555550100"
+GOOD = [["From", "To", "Text"], [SENDER, "4155551234", "hi"], [SENDER, "4155552671", "yo"]]
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_all_good_exits_0(tmp_path: Path) -> None:
+    """Every row can be sent: exit 0, a count, where the results are, and the next step."""
+    path = write_csv(tmp_path / "in.csv", GOOD)
+    code, output = invoke("validate", str(path))
+    assert code == 0
+    assert f"{path}: 2 rows checked. Nothing was sent." in output
+    assert "  pending          2  ready to send" in output
+    assert f"Results: {tmp_path / 'in.results.csv'}" in output
+    assert f"Next: send with: chert-batch run {path}" in output
+
+
+def test_problems_exit_1_with_row_column_value_and_fix(tmp_path: Path) -> None:
+    """Invalid rows: exit 1, counts by code, and each problem with row, column and fix."""
+    path = write_csv(tmp_path / "in.csv", [*GOOD, [SENDER, "415-555-12", "hi"]])
+    code, output = invoke("validate", str(path))
+    assert code == 1
+    assert "  1003             1  invalid phone number" in output
+    assert (
+        "  row 4, column To: '415-555-12' is not a valid phone number. Numbers without a "
+        "country code are read as US numbers (--region US)"
+    ) in output
+
+
+def test_json_summary(tmp_path: Path) -> None:
+    """--json prints the summary as JSON for scripts."""
+    path = write_csv(tmp_path / "in.csv", [*GOOD, [SENDER, "", "hi"]])
+    code, output = invoke("validate", str(path), "--json")
+    summary = json.loads(output)
+    assert code == 1
+    assert summary["by_status"] == {
+        "sent": 0,
+        "invalid": 1,
+        "failed": 0,
+        "pending": 2,
+        "duplicate": 0,
+    }
+    assert summary["problems"][0]["row"] == 4
+    assert summary["problems"][0]["code"] == 1001
+
+
+def test_options_reach_the_plan(tmp_path: Path) -> None:
+    """--from, --region, --out and --sheet-less CSV work together."""
+    path = write_csv(tmp_path / "in.csv", [["To", "Text"], ["020 7946 0958", "hi"]])
+    out = tmp_path / "out.csv"
+    code, _ = invoke("validate", str(path), "--from", SENDER, "--region", "gb", "--out", str(out))
+    assert code == 0
+    assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--region", "XX"], "'XX' is not a region code"),
+        (["--from", "nope"], "'nope' is not a phone number"),
+        (["--sheet", "Leads"], "--sheet 'Leads' was given, but"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    """Wrong options are usage errors: exit 2 and a message saying what is wrong."""
+    path = write_csv(tmp_path / "in.csv", GOOD)
+    code, output = invoke("validate", str(path), *args)
+    assert code == 2
+    assert message in output
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([["From", "Text"], [SENDER, "hi"]], "no recipients column"),
+        ([[SENDER, "4155551234", "hi"]], "the first row holds data"),
+    ],
+)
+def test_unusable_sheet_exits_2(tmp_path: Path, rows: list[list[str]], message: str) -> None:
+    """A sheet that cannot be used at all: exit 2, one message, no traceback."""
+    path = write_csv(tmp_path / "in.csv", rows)
+    code, output = invoke("validate", str(path))
+    assert code == 2
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    """A file that is not there is a usage error."""
+    code, output = invoke("validate", str(tmp_path / "nope.xlsx"))
+    assert code == 2
+    assert "does not exist" in output
