@@ -38,7 +38,10 @@ class RunningSandbox:
 
 def bind_loopback(port: int) -> socket.socket:
     """Bind and listen on 127.0.0.1:``port`` (0 picks a free port); raises OSError if taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose
+    # proto is IPPROTO_TCP, and without it every answer (written as headers,
+    # then body) waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((LOOPBACK, port))
