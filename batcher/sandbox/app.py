@@ -21,7 +21,8 @@ Choices where the docs are silent:
   ``{"phone_numbers": [{"number": "+1...", "service": "imessage", "status": "active"}]}``;
 - the upload PUT answers ``{"attachment_id", "size_bytes", "uploaded": true}``;
 - faults (503, dropped connection, slow answer) hit only the two message
-  routes and ``POST /attachments``, after authentication and the rate limit;
+  routes and ``POST /attachments``, after authentication, the rate limit and
+  JSON parsing (so the request log still shows a 503'd request's key);
   a drop closes the TCP connection after the work is done and recorded, so
   the client sees a protocol error while the ledger shows the delivery.
 """

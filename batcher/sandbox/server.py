@@ -69,6 +69,8 @@ def make_server(config: SandboxConfig, state: State) -> uvicorn.Server:
         # the implementation that is known to expose it.
         http="h11",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # The service does not announce its server software; neither do we.
+        server_header=False,
     )
     return uvicorn.Server(uv_config)
 
