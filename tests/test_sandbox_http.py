@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,19 @@ UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 RICH_LINK = {"type": "rich_link", "url": "https://example.com/demo"}
+# Built once: every httpx.Client would otherwise spend ~70 ms loading CA certificates.
+TLS = ssl.create_default_context()
+
+
+def http(**settings: Any) -> httpx.Client:
+    """A plain client sharing the one TLS context."""
+    return httpx.Client(verify=TLS, **{"timeout": 5, **settings})
+
+
+def request(method: str, url: str, **settings: Any) -> httpx.Response:
+    """One request on a short-lived client."""
+    with http() as client:
+        return client.request(method, url, **settings)
 
 
 def text(value: str = "Hi Sam - got a minute?") -> dict[str, Any]:
@@ -64,7 +78,7 @@ def hmac_headers(secret: str, tenant: str, body: bytes, *, skew: int = 0) -> dic
 
 def sandbox_get(sandbox: RunningSandbox, what: str) -> Any:
     """Read a /_sandbox view (messages, stats, requests)."""
-    return httpx.get(f"{sandbox.root_url}/_sandbox/{what}").json()
+    return request("GET", f"{sandbox.root_url}/_sandbox/{what}").json()
 
 
 def ledger(sandbox: RunningSandbox) -> list[dict[str, Any]]:
@@ -99,14 +113,14 @@ def shared_sandbox() -> Iterator[RunningSandbox]:
 @pytest.fixture
 def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
     """The shared sandbox, reset."""
-    httpx.post(f"{shared_sandbox.root_url}/_sandbox/reset").raise_for_status()
+    request("POST", f"{shared_sandbox.root_url}/_sandbox/reset").raise_for_status()
     return shared_sandbox
 
 
 @pytest.fixture
 def client(sandbox: RunningSandbox) -> Iterator[httpx.Client]:
     """A bearer-authenticated client of the shared sandbox."""
-    with httpx.Client(base_url=sandbox.base_url, headers=bearer(sandbox), timeout=5) as client:
+    with http(base_url=sandbox.base_url, headers=bearer(sandbox)) as client:
         yield client
 
 
@@ -127,7 +141,7 @@ def make_sandbox() -> Iterator[Any]:
 
 def api(sandbox: RunningSandbox, timeout: float = 5) -> httpx.Client:
     """A bearer client for a dedicated sandbox."""
-    return httpx.Client(base_url=sandbox.base_url, headers=bearer(sandbox), timeout=timeout)
+    return http(base_url=sandbox.base_url, headers=bearer(sandbox), timeout=timeout)
 
 
 # Shapes -------------------------------------------------------------------
@@ -293,7 +307,7 @@ def test_legacy_link_is_fine_in_a_follow_up(client: httpx.Client) -> None:
 
 def test_unknown_sandbox_route_is_404_in_the_envelope(sandbox: RunningSandbox) -> None:
     """Outside /api/v1 the envelope is the same."""
-    assert_error(httpx.get(f"{sandbox.root_url}/nothing-here"), 404, 1004)
+    assert_error(request("GET", f"{sandbox.root_url}/nothing-here"), 404, 1004)
 
 
 # Auth ---------------------------------------------------------------------
@@ -302,7 +316,7 @@ def test_unknown_sandbox_route_is_404_in_the_envelope(sandbox: RunningSandbox) -
 def post_chat(sandbox: RunningSandbox, headers: dict[str, str], raw: bytes) -> httpx.Response:
     """POST raw bytes to /chats with exactly these auth headers."""
     headers = {**headers, "Content-Type": "application/json"}
-    return httpx.post(f"{sandbox.base_url}/chats", content=raw, headers=headers)
+    return request("POST", f"{sandbox.base_url}/chats", content=raw, headers=headers)
 
 
 RAW_CHAT = json.dumps(chat_body(SAM)).encode()
@@ -350,7 +364,7 @@ def test_auth(sandbox: RunningSandbox, make_headers: Any, status: int, code: int
 def test_hmac_get_signs_an_empty_body(sandbox: RunningSandbox) -> None:
     """GET requests sign ``"<ts>."`` alone."""
     headers = hmac_headers(sandbox.secret, sandbox.tenant, b"")
-    response = httpx.get(f"{sandbox.base_url}/phone-numbers", headers=headers)
+    response = request("GET", f"{sandbox.base_url}/phone-numbers", headers=headers)
     assert response.status_code == 200
 
 
@@ -372,7 +386,7 @@ def test_upload_flow_makes_media_sendable(client: httpx.Client, sandbox: Running
     assert reserved["upload_url"].startswith(f"{sandbox.root_url}/_sandbox/uploads/")
     assert ISO_Z.fullmatch(reserved["expires_at"])
     headers = {**reserved["required_headers"], **bearer(sandbox)}
-    uploaded = httpx.put(reserved["upload_url"], content=b"\x89PNG", headers=headers)
+    uploaded = request("PUT", reserved["upload_url"], content=b"\x89PNG", headers=headers)
     assert uploaded.status_code == 200, uploaded.text
     media = {"type": "media", "attachment_id": reserved["attachment_id"]}
     response = client.post("/chats", json=chat_body(SAM, parts=[media, text("our logo")]))
@@ -405,7 +419,9 @@ def test_upload_is_bearer_only_and_exact(
         headers |= bearer(sandbox)
     elif auth == "hmac":
         headers |= bearer(sandbox) | hmac_headers(sandbox.secret, sandbox.tenant, payload)
-    assert_error(httpx.put(reserved["upload_url"], content=payload, headers=headers), status, code)
+    assert_error(
+        request("PUT", reserved["upload_url"], content=payload, headers=headers), status, code
+    )
     media = {"type": "media", "attachment_id": reserved["attachment_id"]}
     follow = client.post("/chats", json=chat_body(SAM, parts=[media]))
     assert_error(follow, 400, 1002)
@@ -415,7 +431,7 @@ def test_upload_to_an_unknown_attachment_is_404(sandbox: RunningSandbox) -> None
     """A PUT to an id that was never reserved is 404 / 1004."""
     url = f"{sandbox.root_url}/_sandbox/uploads/nope"
     headers = {"Content-Type": "image/png", **bearer(sandbox)}
-    assert_error(httpx.put(url, content=b"x", headers=headers), 404, 1004)
+    assert_error(request("PUT", url, content=b"x", headers=headers), 404, 1004)
 
 
 # Phone numbers ------------------------------------------------------------
@@ -489,7 +505,7 @@ def test_concurrent_same_key_delivers_once(sandbox: RunningSandbox) -> None:
     answers: list[bytes] = []
 
     def send() -> None:
-        with httpx.Client(headers=bearer(sandbox), timeout=5) as client:
+        with http(headers=bearer(sandbox)) as client:
             barrier.wait()
             answers.append(client.post(f"{sandbox.base_url}/chats", json=body).content)
 
@@ -511,7 +527,7 @@ def test_rate_limit_answers_1007_with_retry_after(make_sandbox: Any) -> None:
     """Past the rate: 429 / 1007, retryable, retry_after and a Retry-After header."""
     sandbox = make_sandbox(rate=2)
     with api(sandbox) as client:
-        statuses = [client.get("/phone-numbers") for _ in range(4)]
+        statuses = [client.get("/phone-numbers") for _ in range(6)]
         limited = [r for r in statuses if r.status_code == 429]
         assert [r.status_code for r in statuses[:2]] == [200, 200]
         assert limited
@@ -528,12 +544,12 @@ def test_rate_limit_answers_1007_with_retry_after(make_sandbox: Any) -> None:
 
 def test_line_gap_answers_4002_for_a_second_first_touch(make_sandbox: Any) -> None:
     """A new chat too soon after the line's last first touch: 4002 with retry_after."""
-    sandbox = make_sandbox(line_gap=0.5)
+    sandbox = make_sandbox(line_gap=1.0)
     with api(sandbox) as client:
         assert client.post("/chats", json=chat_body(SAM)).status_code == 200
         error = assert_error(client.post("/chats", json=chat_body(ALEX)), 429, 4002)
         assert error["retryable"] is True
-        assert 0 < error["retry_after"] <= 0.5
+        assert 0 < error["retry_after"] <= 1.0
         # Reusing the chat and other lines are not held back.
         assert client.post("/chats", json=chat_body(SAM)).status_code == 200
         other = chat_body(ALEX, sender=OTHER_SENDER)
@@ -609,7 +625,8 @@ def test_pslow_delivers_then_outlasts_the_client(make_sandbox: Any) -> None:
     started = time.monotonic()
     with api(sandbox) as client:
         assert client.get("/phone-numbers").status_code == 200
-    assert time.monotonic() - started < 0.3
+    # A sleep that blocked the loop would hold this request for seconds.
+    assert time.monotonic() - started < 1.0
     thread.join()
     assert len(outcome) == 1
     assert [entry["to"] for entry in ledger(sandbox)] == [[SAM]]
@@ -677,7 +694,7 @@ def test_request_log_and_stats(client: httpx.Client, sandbox: RunningSandbox) ->
 def test_reset_forgets_everything(client: httpx.Client, sandbox: RunningSandbox) -> None:
     """After reset the ledger, stats, chats and keys are gone."""
     chat_id = client.post("/chats", json=chat_body(SAM, key="k")).json()["chat"]["id"]
-    httpx.post(f"{sandbox.root_url}/_sandbox/reset").raise_for_status()
+    request("POST", f"{sandbox.root_url}/_sandbox/reset").raise_for_status()
     assert ledger(sandbox) == []
     assert sandbox_get(sandbox, "stats")["requests"] == 0
     response = client.post(f"/chats/{chat_id}/messages", json={"message": {"parts": [text()]}})
@@ -687,7 +704,7 @@ def test_reset_forgets_everything(client: httpx.Client, sandbox: RunningSandbox)
 
 def test_answers_do_not_wait_for_delayed_acks(sandbox: RunningSandbox) -> None:
     """Keep-alive requests take about a millisecond, not the 40 ms of Nagle + delayed ACK."""
-    with httpx.Client(headers=bearer(sandbox), timeout=5) as client:
+    with http(headers=bearer(sandbox)) as client:
         durations = []
         for _ in range(21):
             started = time.perf_counter()
