@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shlex
+import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import phonenumbers
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from batcher import __version__
-from batcher.errors import BatchError
+from batcher.client import DEFAULT_BASE_URL, AuthMode, Credentials, check_base_url
+from batcher.errors import BatchError, UsageError
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
-from batcher.render import validate_summary
+from batcher.render import confirmation, run_summary, validate_summary
+from batcher.running import Preview, RunOptions, Target, run_file
+from batcher.sending import SendConfig, Tally
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,6 +146,222 @@ def validate(
         return
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else validate_summary(report))
     raise SystemExit(report.exit_code)
+
+
+class _LiveProgress:
+    """A rich progress bar with sent / failed / pending counts, rate and ETA."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        if enabled:
+            self.progress = Progress(
+                TextColumn("[bold]Sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(
+                    "[green]{task.fields[sent]} sent[/] · [red]{task.fields[failed]} failed[/]"
+                    " · [yellow]{task.fields[pending]} pending[/]"
+                ),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+
+    def __enter__(self) -> _LiveProgress:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, tally: Tally) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(
+                "send", total=tally.total, sent=0, failed=0, pending=0, rate=""
+            )
+        speed = self.progress.tasks[0].speed
+        self.progress.update(
+            self.task,
+            total=tally.total,
+            completed=tally.done,
+            sent=tally.sent,
+            failed=tally.failed,
+            pending=tally.pending,
+            rate=f"{speed:.1f}/s" if speed else "",
+        )
+
+
+def _credentials(auth: str, tenant: str | None) -> Credentials:
+    secret = os.environ.get("CHERT_SIGNING_SECRET", "")
+    if not secret:
+        raise UsageError(
+            "CHERT_SIGNING_SECRET is not set.",
+            hint="Export your tenant's signing secret as CHERT_SIGNING_SECRET, or try the "
+            "whole job against a local sandbox with --sandbox.",
+        )
+    if auth == "hmac" and not tenant:
+        raise UsageError(
+            "--auth hmac needs the tenant slug.",
+            hint="Pass --tenant SLUG or set CHERT_TENANT.",
+        )
+    return Credentials(secret, "hmac" if auth == "hmac" else "bearer", tenant or "")
+
+
+@main.command()
+@job_options
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Journal file. Default: <results stem>.journal.sqlite beside the results.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Requests per second overall (0: no limit).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Longest wait (s) for a line out of capacity; longer defers its new chats.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["bearer", "hmac"]),
+    default="bearer",
+    show_default=True,
+    help="How to authenticate with CHERT_SIGNING_SECRET.",
+)
+@click.option("--tenant", envvar="CHERT_TENANT", help="Tenant slug for --auth hmac.")
+@click.option(
+    "--base-url",
+    envvar="CHERT_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="Chert API base URL (plain http:// only to this machine).",
+)
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help="Send to a local sandbox started for this run: no account, no network.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
+@click.option("--verbose", "-v", count=True, help="Log retries and waits (-vv: every request).")
+def run(
+    file: Path,
+    out: Path | None,
+    region: str,
+    default_sender: str | None,
+    sheet: str | None,
+    campaign: str,
+    allow_duplicates: bool,
+    as_json: bool,
+    journal: Path | None,
+    rate: float,
+    concurrency: int,
+    max_wait: float,
+    timeout: float,
+    auth: str,
+    tenant: str | None,
+    base_url: str,
+    use_sandbox: bool,
+    yes: bool,
+    verbose: int,
+) -> None:
+    """Send a handoff file through Chert: exactly once, paced, resumable.
+
+    Loads and checks the file as `validate` does, skips what the journal says
+    is already sent, sends the rest, and writes the results sheet. Run it again
+    after any failure or interruption: it sends only what is not yet settled.
+    Exit 0 when every row is sent or a duplicate, 1 when some rows are invalid,
+    failed or pending, 2 on wrong usage, 3 when stopped early.
+    """
+    _configure_logging(verbose)
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    if not yes and not interactive:
+        _fail(UsageError("there is no terminal to confirm on.", hint="Pass --yes to send."))
+    job = JobOptions(
+        path=file,
+        # Sandbox results and journal never sit where a real run would look for them:
+        # a real run must not take the demo's "sent" for its own.
+        out=out
+        or (file.with_name(f"{file.stem}.sandbox.results{file.suffix}") if use_sandbox else None),
+        sheet=sheet,
+        region=region,
+        default_sender=default_sender or "",
+        campaign=campaign,
+        allow_duplicates=allow_duplicates,
+    )
+    options = RunOptions(
+        job=job,
+        send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
+        journal=journal,
+    )
+    rerun = shlex.join(["chert-batch", *sys.argv[1:]]) if sys.argv[1:] else "chert-batch run"
+    try:
+        with ExitStack() as stack:
+            if use_sandbox:
+                from batcher.sandbox import running_sandbox
+
+                box = stack.enter_context(running_sandbox())
+                mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
+                target = Target(
+                    box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox"
+                )
+            else:
+                target = Target(
+                    check_base_url(base_url), _credentials(auth, tenant), label=base_url
+                )
+
+            def confirm(preview: Preview) -> bool:
+                if yes:
+                    return True
+                click.echo(confirmation(preview, target.label), err=True)
+                return click.confirm("Send them?", default=False, err=True)
+
+            display = stack.enter_context(_LiveProgress(interactive and not as_json))
+            report = run_file(options, target, confirm=confirm, on_progress=display.update)
+    except BatchError as error:
+        _fail(error)
+        return
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else run_summary(report, rerun))
+    raise SystemExit(report.exit_code)
+
+
+def _configure_logging(verbose: int) -> None:
+    if not verbose:
+        return
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs each request line (never headers) at INFO: only with -vv.
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
 
 
 def _sender_lines(

@@ -20,6 +20,8 @@ EVENTS = "+15555550101"
 NUMERIC = {"14155553390", "16505558812", "442079460123", "14155500000"}
 SCIENTIFIC = "14155500000"  # someone typed 1.41555E+10: the digits are already gone
 
+# One row per line reads like the sheet itself.
+# fmt: off
 ROWS: list[list[str]] = [
     ["Sam", DEMO, "+1 415 555 1234", "", "Hi Sam, thanks for stopping by our booth! "
      "Want a 15-minute demo next week?", "", "dana"],
@@ -56,6 +58,7 @@ ROWS: list[list[str]] = [
     ["Eva", EVENTS, "(312) 555-0199", "", "Hi Eva, book your slot here: "
      "https://example.com/book", "", "li"],
 ]
+# fmt: on
 
 
 def write_xlsx(path: Path) -> None:

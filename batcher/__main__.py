@@ -1,0 +1,5 @@
+"""`python -m batcher` runs the chert-batch command line."""
+
+from batcher.cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""The HTTP layer: one Chert API call, authenticated, answered or classified as unknown.
+
+It takes an injected `httpx.AsyncClient` and never retries by itself: the
+caller decides, from an `Answer`, whether a retry is safe and useful. A request
+that never got an answer (connection error, timeout, dropped connection) is an
+`Unanswered`: its outcome is unknown, and only a resend with the same key may
+settle it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from batcher.errors import UsageError
+from batcher.signing import signature_header
+
+DEFAULT_BASE_URL = "https://console.trychert.com/api/v1"
+AuthMode = Literal["bearer", "hmac"]
+# Codes after which nothing else can succeed: stop the whole run.
+FATAL_CODES = frozenset({2004, 2013})
+RATE_LIMITED = 1007
+CAPACITY = 4002
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate: the secret never appears in repr, logs or files."""
+
+    secret: str
+    mode: AuthMode = "bearer"
+    tenant: str = ""
+
+    def __repr__(self) -> str:
+        return f"Credentials(mode={self.mode!r}, tenant={self.tenant!r}, secret=<hidden>)"
+
+    def headers(self, body: bytes, now: float | None = None) -> dict[str, str]:
+        """Auth headers for one attempt; HMAC signs afresh with the current time."""
+        if self.mode == "bearer":
+            return {"Authorization": f"Bearer {self.secret}"}
+        timestamp = int(time.time() if now is None else now)
+        return {
+            "x-chert-tenant": self.tenant,
+            "x-chert-signature": signature_header(self.secret, timestamp, body),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the API said: success with its JSON, or an error from the envelope."""
+
+    status: int
+    payload: dict[str, Any]
+    trace_id: str = ""
+    code: int = 0
+    message: str = ""
+    retryable: bool = False
+    retry_after: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the API accepted the request."""
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """No answer arrived: the request may or may not have taken effect."""
+
+    reason: str
+
+
+def check_base_url(url: str) -> str:
+    """The base URL without a trailing slash; plain http only to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise UsageError(
+            f"--base-url {url!r} is not an http(s) URL.",
+            hint=f"The public API is {DEFAULT_BASE_URL}.",
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise UsageError(
+            f"--base-url {url!r} uses plain http:// to a host that is not this machine.",
+            hint="Use https://; plain http:// is only allowed to loopback (the sandbox).",
+        )
+    return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """Serialize a body once: these exact bytes are signed and sent on every attempt."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class ChertClient:
+    """Sends one request and reads the answer; retries are the caller's business."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, credentials: Credentials) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.credentials = credentials
+
+    async def post(self, path: str, body: bytes) -> Answer | Unanswered:
+        """POST a JSON body; an Answer for any HTTP response, Unanswered for none."""
+        headers = {"Content-Type": "application/json", **self.credentials.headers(body)}
+        try:
+            response = await self.http.post(self.base_url + path, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return Unanswered("no answer before the timeout")
+        except httpx.TransportError as exc:
+            return Unanswered(f"connection failed ({type(exc).__name__})")
+        return read_answer(response)
+
+
+def read_answer(response: httpx.Response) -> Answer:
+    """An Answer from any response: the documented envelope, or what can be told without it."""
+    trace_id = response.headers.get("X-Trace-ID", "")
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        payload = {}
+    trace_id = str(payload.get("trace_id") or trace_id)
+    if response.is_success:
+        return Answer(response.status_code, payload, trace_id)
+    error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    assert isinstance(error, dict)
+    code = _int(error.get("code"))
+    retryable = error.get("retryable")
+    if not isinstance(retryable, bool):
+        # Without the envelope: 5xx and 429 are worth another try, the rest are not.
+        retryable = response.status_code >= 500 or response.status_code == 429
+    retry_after = max(
+        _seconds(error.get("retry_after")), _seconds(response.headers.get("Retry-After"))
+    )
+    message = str(error.get("message") or response.reason_phrase or f"HTTP {response.status_code}")
+    return Answer(
+        response.status_code,
+        payload,
+        trace_id,
+        code=code,
+        message=message,
+        retryable=retryable,
+        retry_after=retry_after,
+    )
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0

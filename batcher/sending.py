@@ -1,0 +1,396 @@
+"""Sending: every planned request exactly once, concurrently, paced, journaled and resumable.
+
+Chats go in parallel, the requests of one chat strictly in sheet order (a
+follow-up waits for its chat's creation). At most `concurrency` requests are
+in flight, and they start on the rate limiter's schedule. Each sender line has
+a gate that capacity answers (4002) close without stalling the other lines.
+
+Retries (stamina: exponential backoff with jitter, bounded by attempts and by
+time) happen only where safe and useful: no answer at all, 5xx, 1007 / 429 and
+anything `retryable`; always the same key and the same bytes, signed afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import stamina
+
+from batcher.client import (
+    CAPACITY,
+    FATAL_CODES,
+    RATE_LIMITED,
+    Answer,
+    ChertClient,
+    Unanswered,
+    encode,
+)
+from batcher.journal import Journal, Record, State, body_digest
+from batcher.pacing import LineGate, RateLimiter
+from batcher.planning import Request
+
+log = logging.getLogger("batcher.sending")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one request: attempts and total time, backoff between them."""
+
+    attempts: int = 8
+    total_seconds: float = 300.0
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_jitter: float = 1.0
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    """Pacing and patience of a run, built once from the options."""
+
+    rate: float = 10.0
+    concurrency: int = 8
+    max_wait: float = 60.0
+    timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # After Ctrl-C: how long answers already in flight may take before they are abandoned.
+    grace_seconds: float = 5.0
+
+
+@dataclass
+class Tally:
+    """Live counts for the progress display, in requests."""
+
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0
+
+    @property
+    def done(self) -> int:
+        """Requests that got a final word in this run."""
+        return self.sent + self.failed + self.pending
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Why a run stopped before the end: interrupted, or credentials / clock refused."""
+
+    reason: str
+    code: int = 0
+
+
+@dataclass
+class SendResult:
+    """What the sending stage tells the summary."""
+
+    stopped: Stopped | None = None
+    deferred: dict[str, datetime] = field(default_factory=dict)  # line → when a rerun can send
+    sent: int = 0
+
+
+class _Retry(Exception):
+    """An attempt that deserves another: no answer, 5xx, rate limited or retryable."""
+
+    def __init__(self, result: Answer | Unanswered, wait: float = 0.0) -> None:
+        super().__init__(_describe(result))
+        self.result = result
+        self.wait = wait
+
+
+class _Fatal(Exception):
+    """Credentials or clock refused: every other request would fail the same way."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.message)
+        self.answer = answer
+
+
+def _describe(result: Answer | Unanswered) -> str:
+    if isinstance(result, Unanswered):
+        return result.reason
+    code = f" {result.code}" if result.code else ""
+    return f"HTTP {result.status}{code}: {result.message}"
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """stamina's hook: retry only _Retry, waiting what the API asked for when it asked."""
+    if isinstance(exc, _Retry):
+        return exc.wait if exc.wait > 0 else True
+    return False
+
+
+class Sender:
+    """Sends the requests of many chats; one instance per run."""
+
+    def __init__(
+        self,
+        client: ChertClient,
+        journal: Journal,
+        config: SendConfig,
+        *,
+        on_progress: Callable[[Tally], None] = lambda tally: None,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.config = config
+        self.on_progress = on_progress
+        stamina.instrumentation.set_on_retry_hooks([_log_retry])
+        self.limiter = RateLimiter(config.rate)
+        self.slots = anyio.CapacityLimiter(config.concurrency)
+        self.gates: dict[str, LineGate] = defaultdict(LineGate)
+        self.tally = Tally()
+        self.result = SendResult()
+        self.stopping = False
+        self.in_flight = 0
+        self._idle = anyio.Event()
+
+    async def send(
+        self,
+        chats: dict[str, tuple[Request, ...]],
+        records: dict[str, Record],
+        chat_ids: dict[str, str],
+    ) -> SendResult:
+        """Send what the journal has not settled; stop early on a signal or a fatal answer."""
+        by_line: dict[str, list[tuple[Request, ...]]] = defaultdict(list)
+        for requests in chats.values():
+            todo = [r for r in requests if _state(records.get(r.key)) is not State.SENT]
+            if todo:
+                by_line[requests[0].sender].append(requests)
+                self.tally.total += len(todo)
+        self.on_progress(self.tally)
+        async with anyio.create_task_group() as group:
+            self._group = group
+            group.start_soon(self._watch_signals)
+            async with anyio.create_task_group() as lines:
+                for line, line_chats in by_line.items():
+                    lines.start_soon(self._line, line, line_chats, records, chat_ids)
+            group.cancel_scope.cancel()
+        self.result.sent = self.tally.sent
+        return self.result
+
+    async def _watch_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread; an embedding program handles them
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if self.stopping:
+                    self._group.cancel_scope.cancel()  # a second Ctrl-C: stop waiting now
+                    return
+                self.stop(Stopped(f"stopped by {signal.Signals(signum).name}"))
+
+    def stop(self, why: Stopped) -> None:
+        """Start nothing new; give answers in flight a few seconds, then cancel."""
+        if self.result.stopped is None or why.code:
+            self.result.stopped = why
+        if self.stopping:
+            return
+        self.stopping = True
+        log.warning("stopping: %s", why.reason)
+        grace = 0.0 if why.code else self.config.grace_seconds
+        self._group.start_soon(self._cancel_when_idle, grace)
+
+    async def _cancel_when_idle(self, grace: float) -> None:
+        with anyio.move_on_after(grace):
+            while self.in_flight:
+                await self._idle.wait()
+                self._idle = anyio.Event()
+        self._group.cancel_scope.cancel()
+
+    async def _line(
+        self,
+        line: str,
+        chats: Sequence[tuple[Request, ...]],
+        records: dict[str, Record],
+        chat_ids: dict[str, str],
+    ) -> None:
+        # Each line runs up to `concurrency` chats at once: enough to keep the shared
+        # request slots busy, while a paused line holds only its own chats.
+        room = anyio.Semaphore(self.config.concurrency)
+
+        async def one_chat(requests: tuple[Request, ...]) -> None:
+            try:
+                await self._chat(requests, records, chat_ids)
+            finally:
+                room.release()
+
+        async with anyio.create_task_group() as group:
+            for requests in chats:
+                await room.acquire()
+                if self.stopping:
+                    room.release()
+                    break
+                group.start_soon(one_chat, requests)
+
+    async def _chat(
+        self, requests: tuple[Request, ...], records: dict[str, Record], chat_ids: dict[str, str]
+    ) -> None:
+        chat_id = requests[0].chat_id or chat_ids.get(requests[0].chat, "")
+        for request in requests:
+            record = records.get(request.key)
+            if _state(record) is State.SENT:
+                chat_id = chat_id or (record.chat_id if record else "")
+                continue
+            if self.stopping:
+                return
+            if not request.creates_chat and not chat_id:
+                self._blocked(requests, request, records)
+                return
+            chat_id = await self._deliver(request, chat_id) or chat_id
+
+    def _blocked(
+        self, requests: tuple[Request, ...], first: Request, records: dict[str, Record]
+    ) -> None:
+        """The chat was not created: its remaining requests wait (the summary says for what)."""
+        waiting = requests[requests.index(first) :]
+        self.tally.pending += sum(_state(records.get(r.key)) is not State.SENT for r in waiting)
+        self.on_progress(self.tally)
+
+    async def _deliver(self, request: Request, chat_id: str) -> str:
+        """Send one request to a final word in the journal; its chat id when it was sent."""
+        body = encode(request.body())
+        gate = self.gates[request.sender]
+        if request.creates_chat and gate.deferred_until:
+            self._settle(request, State.PENDING, _deferred(gate.deferred_until))
+            return ""
+        while True:
+            async with gate.admit():
+                result = await self._attempts(request, request.path(chat_id), body)
+                if isinstance(result, Answer) and result.ok:
+                    gate.succeeded()
+            if not (isinstance(result, Answer) and result.code == CAPACITY):
+                break
+            wait = max(result.retry_after, 1.0)
+            if wait <= self.config.max_wait:
+                log.info("line %s is at capacity: waiting %.0f s", request.sender, wait)
+                gate.pause(wait)
+                continue
+            until = datetime.now(UTC) + timedelta(seconds=wait)
+            gate.deferred_until = until.timestamp()
+            self.result.deferred[request.sender] = until
+            self._settle(request, State.PENDING, _deferred(gate.deferred_until), result)
+            return ""
+        return self._record(request, result)
+
+    async def _attempts(self, request: Request, path: str, body: bytes) -> Answer | Unanswered:
+        """Send until an answer worth keeping, within the retry policy."""
+        policy = self.config.retry
+        digest = body_digest(body)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_backoff,
+                attempts=policy.attempts,
+                timeout=policy.total_seconds,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    if self.stopping:
+                        return Unanswered("stopped before this attempt")
+                    return await self._attempt(request, path, body, digest)
+        except _Retry as exhausted:
+            return exhausted.result
+        except _Fatal as fatal:
+            self.stop(Stopped(fatal.answer.message, fatal.answer.code))
+            return fatal.answer
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self, request: Request, path: str, body: bytes, digest: str
+    ) -> Answer | Unanswered:
+        async with self.slots:
+            await self.limiter.acquire()
+            if self.stopping:
+                return Unanswered("stopped before this attempt")
+            self.journal.intend(request.key, digest, request.row, request.step, request.chat)
+            self.in_flight += 1
+            try:
+                result = await self.client.post(path, body)
+            finally:
+                self.in_flight -= 1
+                if not self.in_flight:
+                    self._idle.set()
+        if isinstance(result, Unanswered):
+            raise _Retry(result)
+        if result.ok or result.code == CAPACITY:
+            return result
+        if result.code in FATAL_CODES:
+            raise _Fatal(result)
+        if result.code == RATE_LIMITED or result.status == 429:
+            self.limiter.hold(result.retry_after)
+            raise _Retry(result, result.retry_after)
+        if result.retryable or result.status >= 500:
+            raise _Retry(result, result.retry_after)
+        return result
+
+    def _record(self, request: Request, result: Answer | Unanswered) -> str:
+        if isinstance(result, Answer) and result.ok:
+            message = result.payload.get("message") or {}
+            chat = result.payload.get("chat") or {}
+            chat_id = str(chat.get("id") or message.get("chat_id") or "")
+            self.journal.sent(
+                request.key,
+                chat=request.chat,
+                chat_id=chat_id,
+                message_id=str(message.get("id") or ""),
+                trace_id=result.trace_id,
+            )
+            self.tally.sent += 1
+            self.on_progress(self.tally)
+            return chat_id
+        if isinstance(result, Answer) and not (result.retryable or result.status >= 500):
+            self._settle(request, State.FAILED, result.message, result)
+        elif self.stopping and isinstance(result, Unanswered):
+            pass  # interrupted: the journal keeps "sending", and the summary says so
+        else:
+            self._settle(request, State.PENDING, f"gave up for now: {_describe(result)}", result)
+        return ""
+
+    def _settle(
+        self,
+        request: Request,
+        state: State,
+        message: str,
+        answer: Answer | Unanswered | None = None,
+    ) -> None:
+        self.journal.settle(
+            request.key,
+            state,
+            where=(request.row, request.step, request.chat),
+            code=answer.code if isinstance(answer, Answer) else 0,
+            message=message,
+            trace_id=answer.trace_id if isinstance(answer, Answer) else "",
+        )
+        if state is State.FAILED:
+            self.tally.failed += 1
+        else:
+            self.tally.pending += 1
+        self.on_progress(self.tally)
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    log.info("retry %d in %.1f s after: %s", details.retry_num, details.wait_for, details.caused_by)
+
+
+def _state(record: Record | None) -> State | None:
+    return record.state if record else None
+
+
+def _deferred(until: float) -> str:
+    when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"deferred until {when}: the line is out of capacity; rerun after that"
+
+
+def lines_of(requests: Iterable[Request]) -> dict[str, int]:
+    """How many requests each sender line will send."""
+    counts: dict[str, int] = defaultdict(int)
+    for request in requests:
+        counts[request.sender] += 1
+    return dict(counts)
