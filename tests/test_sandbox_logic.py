@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from batcher.sandbox.auth import Credentials, authenticate, sign, signature_header
+from batcher.sandbox.auth import Credentials, authenticate
 from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.errors import ApiError
 from batcher.sandbox.limits import DAY_SECONDS, FirstTouchLimiter, RateLimiter
 from batcher.sandbox.rules import is_possible_sender, is_valid_recipient, parse_create_chat
 from batcher.sandbox.state import State
+from batcher.signing import sign, signature_header
 
 SENDER = "+15555550100"
 SAM = "+14155551234"

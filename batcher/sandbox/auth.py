@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
 from batcher.sandbox.errors import CLOCK_SKEW, ApiError, unauthorized
+from batcher.signing import SIGNATURE_VERSION, sign
 
 BEARER_PREFIX = "bearer "
-SIGNATURE_VERSION = "v1"
 
 
 @dataclass(frozen=True)
@@ -19,17 +18,6 @@ class Credentials:
     authorization: str | None = None
     tenant: str | None = None
     signature: str | None = None
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """Return the lowercase hex HMAC-SHA256 of ``"<timestamp>." + body``."""
-    message = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: str, timestamp: int, body: bytes) -> str:
-    """Return a complete ``x-chert-signature`` value for a body sent at ``timestamp``."""
-    return f"{SIGNATURE_VERSION},{timestamp},{sign(secret, timestamp, body)}"
 
 
 def _same(given: str, expected: str) -> bool:
