@@ -154,6 +154,7 @@ class _LiveProgress:
     def __init__(self, enabled: bool) -> None:
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self.started = False
         if enabled:
             self.progress = Progress(
                 TextColumn("[bold]Sending"),
@@ -170,17 +171,19 @@ class _LiveProgress:
             )
 
     def __enter__(self) -> _LiveProgress:
-        if self.progress is not None:
-            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
+        if self.progress is not None and self.started:
             self.progress.stop()
 
     def update(self, tally: Tally) -> None:
         if self.progress is None:
             return
+        if not self.started:
+            # Started with the first count, after the confirmation prompt is answered.
+            self.progress.start()
+            self.started = True
         if self.task is None:
             self.task = self.progress.add_task(
                 "send", total=tally.total, sent=0, failed=0, pending=0, rate=""
@@ -348,6 +351,10 @@ def run(
     except BatchError as error:
         _fail(error)
         return
+    except KeyboardInterrupt:
+        # Only before or after sending: while sending, Ctrl-C stops the run gracefully.
+        click.echo(f"Interrupted. The journal has everything sent so far; rerun: {rerun}", err=True)
+        raise SystemExit(3) from None
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else run_summary(report, rerun))
     raise SystemExit(report.exit_code)
 

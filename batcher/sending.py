@@ -95,6 +95,12 @@ class SendResult:
     sent: int = 0
 
 
+_SIGNAL_NAMES = {
+    signal.SIGINT: "interrupted (Ctrl-C)",
+    signal.SIGTERM: "terminated (SIGTERM)",
+}
+
+
 class _Retry(Exception):
     """An attempt that deserves another: no answer, 5xx, rate limited or retryable."""
 
@@ -183,7 +189,7 @@ class Sender:
                 if self.stopping:
                     self._group.cancel_scope.cancel()  # a second Ctrl-C: stop waiting now
                     return
-                self.stop(Stopped(f"stopped by {signal.Signals(signum).name}"))
+                self.stop(Stopped(_SIGNAL_NAMES.get(signum, "stopped by a signal")))
 
     def stop(self, why: Stopped) -> None:
         """Start nothing new; give answers in flight a few seconds, then cancel."""
@@ -192,7 +198,7 @@ class Sender:
         if self.stopping:
             return
         self.stopping = True
-        log.warning("stopping: %s", why.reason)
+        log.info("stopping: %s", why.reason)
         grace = 0.0 if why.code else self.config.grace_seconds
         self._group.start_soon(self._cancel_when_idle, grace)
 

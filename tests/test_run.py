@@ -262,7 +262,7 @@ def test_sigterm_stops_cleanly_then_rerun_finishes(box: RunningSandbox, tmp_path
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 3, stdout + stderr
-    assert "Stopped early: stopped by SIGTERM" in stdout
+    assert "Stopped early: terminated (SIGTERM)" in stdout
     assert "Rerun the same command to finish" in stdout
     assert "Traceback" not in stderr
     states = statuses(tmp_path / "in.results.csv")
