@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
 class Status(StrEnum):
@@ -22,8 +21,12 @@ PartType = Literal["text", "rich_link", "media"]
 _PART_FIELD: dict[str, str] = {"text": "value", "rich_link": "url", "media": "attachment_id"}
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+# The records below exist once or more per row of a sheet of up to ~100,000 rows: they are
+# NamedTuples because those are immutable, hashable and several times cheaper to build
+# than frozen dataclasses (whose __init__ goes through object.__setattr__ per field).
+
+
+class Part(NamedTuple):
     """One message part, already normalized: a text, a rich link or a media attachment."""
 
     type: PartType
@@ -34,8 +37,7 @@ class Part:
         return {"type": self.type, _PART_FIELD[self.type]: self.value}
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(NamedTuple):
     """Why a row cannot be sent, with the API's own error code and what to do about it."""
 
     row: int
@@ -67,9 +69,11 @@ CODE_MEANINGS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class RowOutcome:
-    """The result columns of one row, as written to the results sheet."""
+class RowOutcome(NamedTuple):
+    """The result columns of one row, as written to the results sheet.
+
+    The fields are in the order of `batcher.columns.RESULT_COLUMNS`.
+    """
 
     status: Status
     chat_id: str = ""

@@ -14,19 +14,18 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from typing import TYPE_CHECKING
 
 from batcher.columns import RESULT_COLUMNS, ColumnMap
 from batcher.errors import OutputError
 from batcher.loading import Sheet, SheetKind
 from batcher.model import RowOutcome
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+if TYPE_CHECKING:  # openpyxl is imported only to write XLSX: CSV output need not load it
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+_FORMULA_START = frozenset({"=", "+", "-", "@", "\t", "\r"})
 _PHONE_LIKE = re.compile(r"\+[\d\s().\-;,|/+]*")
 # Input columns that are also result columns: an empty result keeps what the user wrote.
 _KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
@@ -51,7 +50,7 @@ def output_kind(out: Path, sheet: Sheet) -> SheetKind:
 
 def csv_safe(value: str) -> str:
     """Prefix a cell a spreadsheet would evaluate with an apostrophe; phone numbers pass."""
-    if value.startswith(_FORMULA_START) and not _PHONE_LIKE.fullmatch(value):
+    if value[:1] in _FORMULA_START and not _PHONE_LIKE.fullmatch(value):
         return "'" + value
     return value
 
@@ -65,15 +64,15 @@ def write_results(
             f"the results would overwrite the input file {sheet.path}.",
             hint="Choose another --out; the input file is never modified.",
         )
-    headers, rows = _table(sheet, columns, outcomes)
+    lines = _lines(sheet, columns, outcomes)
     try:
         with _atomic(out) as temporary:
             if output_kind(out, sheet) == "xlsx":
                 phone_columns = {i for i in (*columns.recipients, columns.sender) if i is not None}
-                _write_xlsx(temporary, sheet, headers, rows, phone_columns)
+                _write_xlsx(temporary, sheet, lines, phone_columns)
             else:
                 delimiter = sheet.delimiter if sheet.kind == "csv" else ","
-                _write_csv(temporary, sheet, headers, rows, delimiter)
+                _write_csv(temporary, lines, delimiter)
     except OSError as exc:
         raise OutputError(
             f"could not write the results to {out} ({exc.strerror or exc}).",
@@ -81,82 +80,86 @@ def write_results(
         ) from None
 
 
-def _table(
+def _lines(
     sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome]
-) -> tuple[list[str], dict[int, list[str]]]:
-    """Headers and rows by sheet row number, with the result columns filled in."""
+) -> Iterator[list[str]]:
+    """Every line of the output, with the result columns filled in.
+
+    Blank rows are written as blank lines, so that row numbers match the input's. The
+    lines are made one at a time as they are written: a large sheet is not held twice.
+    """
     headers = list(sheet.headers)
     targets: dict[str, int] = {}
     for name in RESULT_COLUMNS:
         targets[name] = columns.results.get(name, len(headers))
         if name not in columns.results:
             headers.append(name)
-    rows: dict[int, list[str]] = {}
-    for row in sheet.rows:
-        cells = list(row.cells) + [""] * (len(headers) - len(row.cells))
-        outcome = outcomes.get(row.number)
-        if outcome is not None:
-            for name, value in outcome.cells().items():
-                if value or name not in _KEEP_INPUT_WHEN_EMPTY:
-                    cells[targets[name]] = value
-        rows[row.number] = cells
-    return headers, rows
-
-
-def _numbered(
-    sheet: Sheet, headers: list[str], rows: Mapping[int, list[str]]
-) -> Iterator[list[str]]:
-    """Every line of the output, blank rows included, so row numbers match the input's."""
+    # Without result columns in the input, the results simply follow its cells.
+    appended = not columns.results
+    missing = [""] * (len(headers) - len(sheet.headers))  # the result columns it lacks
     for _ in range(1, sheet.header_number):
         yield []
     yield headers
-    last = max(rows, default=sheet.header_number)
-    for number in range(sheet.header_number + 1, last + 1):
-        yield rows.get(number, [])
+    previous = sheet.header_number
+    for row in sheet.rows:
+        for _ in range(previous + 1, row.number):
+            yield []
+        previous = row.number
+        outcome = outcomes.get(row.number)
+        padding = [""] * (len(sheet.headers) - len(row.cells))
+        if outcome is None:
+            yield [*row.cells, *padding, *missing]
+        elif appended:
+            # RowOutcome's fields are the result columns in order (a test holds them to it).
+            yield [*row.cells, *padding, str(outcome.status), *outcome[1:]]
+        else:
+            cells = [*row.cells, *padding, *missing]
+            for name, value in outcome.cells().items():
+                if value or name not in _KEEP_INPUT_WHEN_EMPTY:
+                    cells[targets[name]] = value
+            yield cells
 
 
-def _write_csv(
-    path: Path, sheet: Sheet, headers: list[str], rows: Mapping[int, list[str]], delimiter: str
-) -> None:
+def _write_csv(path: Path, lines: Iterator[list[str]], delimiter: str) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as stream:
         writer = csv.writer(stream, delimiter=delimiter)
+        # csv_safe's own first test inline: most cells start harmlessly, and skipping a
+        # function call for each of them counts over a million cells.
         writer.writerows(
-            [csv_safe(cell) for cell in line] for line in _numbered(sheet, headers, rows)
+            [csv_safe(cell) if cell[:1] in _FORMULA_START else cell for cell in line]
+            for line in lines
         )
 
 
 def _write_xlsx(
-    path: Path,
-    sheet: Sheet,
-    headers: list[str],
-    rows: Mapping[int, list[str]],
-    phone_columns: set[int],
+    path: Path, sheet: Sheet, lines: Iterator[list[str]], phone_columns: set[int]
 ) -> None:
+    # Imported here: openpyxl takes a tenth of a second to import, and CSV output needs none.
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.styles import Font
+
     book = Workbook(write_only=True)
     worksheet = book.create_sheet(sheet.sheet_name or "results")
     bold = Font(bold=True)
-    for number, line in enumerate(_numbered(sheet, headers, rows), start=1):
-        is_header = number == sheet.header_number
+
+    def string_cell(value: str, font: Font | None, is_phone: bool) -> WriteOnlyCell:
+        """A cell that stays text whatever it holds: never a formula, never a number."""
+        cell = WriteOnlyCell(worksheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+        cell.data_type = "s"
+        if font is not None:
+            cell.font = font
+        if is_phone:
+            cell.number_format = "@"  # Text: what a person types here later stays text too
+        return cell
+
+    for number, line in enumerate(lines, start=1):
+        font = bold if number == sheet.header_number else None
         worksheet.append(
-            [
-                _string_cell(worksheet, value, bold if is_header else None, i in phone_columns)
-                for i, value in enumerate(line)
-            ]
+            [string_cell(value, font, i in phone_columns) for i, value in enumerate(line)]
         )
     book.save(path)
-
-
-def _string_cell(
-    worksheet: WriteOnlyWorksheet, value: str, font: Font | None, is_phone: bool
-) -> WriteOnlyCell:
-    """A cell that stays text whatever it holds: never a formula, never a number."""
-    cell = WriteOnlyCell(worksheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
-    cell.data_type = "s"
-    if font is not None:
-        cell.font = font
-    if is_phone:
-        cell.number_format = "@"  # Text: what a person types here later stays text too
-    return cell
 
 
 @contextmanager
