@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batcher.errors import InputError
-from batcher.loading import load_sheet
+from batcher.loading import is_blank, load_sheet
 from tests.sheets import Cell, write_csv, write_xlsx
 
 ROWS = [
@@ -126,3 +126,20 @@ def test_missing_file(tmp_path: Path) -> None:
     """A path that does not exist says so."""
     with pytest.raises(InputError, match="no such file"):
         load_sheet(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize(
+    ("cells", "blank"),
+    [
+        ((), True),
+        (("", ""), True),
+        ((" ", "\t", "\u3000", "\x1c", "\xa0\n"), True),
+        (("", "x"), False),
+        (("\u200b",), False),  # a zero-width space is not white space: the row has content
+        ((" ", " a "), False),
+    ],
+)
+def test_is_blank(cells: tuple[str, ...], blank: bool) -> None:
+    """A row is blank when every cell is empty or white space, whatever the white space."""
+    assert is_blank(cells) is blank
+    assert is_blank(cells) == all(not cell or cell.isspace() for cell in cells)
