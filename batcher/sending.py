@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -99,6 +99,9 @@ _SIGNAL_NAMES = {
     signal.SIGINT: "interrupted (Ctrl-C)",
     signal.SIGTERM: "terminated (SIGTERM)",
 }
+
+
+_STOPPED = Unanswered("stopped before this attempt")
 
 
 class _Retry(Exception):
@@ -285,9 +288,22 @@ class Sender:
         return self._record(request, result)
 
     async def _attempts(self, request: Request, path: str, body: bytes) -> Answer | Unanswered:
-        """Send until an answer worth keeping, within the retry policy."""
-        policy = self.config.retry
+        """Send one request until an answer worth keeping, within the retry policy."""
         digest = body_digest(body)
+
+        async def post() -> Answer | Unanswered:
+            # The intent is committed only now, with the slot held and the rate slot
+            # reached: nothing sits between it and the request going out.
+            self.journal.intend(request.key, digest, request.row, request.step, request.chat)
+            return await self.client.post(path, body)
+
+        return await self.retrying(post)
+
+    async def retrying(
+        self, call: Callable[[], Awaitable[Answer | Unanswered]]
+    ) -> Answer | Unanswered:
+        """Make a call, paced, and again where that is safe and useful, within the policy."""
+        policy = self.config.retry
         try:
             async for attempt in stamina.retry_context(
                 on=_backoff,
@@ -298,9 +314,7 @@ class Sender:
                 wait_jitter=policy.wait_jitter,
             ):
                 with attempt:
-                    if self.stopping:
-                        return Unanswered("stopped before this attempt")
-                    return await self._attempt(request, path, body, digest)
+                    return self._judge(await self._paced(call))
         except _Retry as exhausted:
             return exhausted.result
         except _Fatal as fatal:
@@ -308,21 +322,26 @@ class Sender:
             return fatal.answer
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    async def _attempt(
-        self, request: Request, path: str, body: bytes, digest: str
+    async def _paced(
+        self, call: Callable[[], Awaitable[Answer | Unanswered]]
     ) -> Answer | Unanswered:
+        """One attempt: a request slot, then the rate limiter's schedule, then the call."""
         async with self.slots:
             await self.limiter.acquire()
             if self.stopping:
-                return Unanswered("stopped before this attempt")
-            self.journal.intend(request.key, digest, request.row, request.step, request.chat)
+                return _STOPPED
             self.in_flight += 1
             try:
-                result = await self.client.post(path, body)
+                return await call()
             finally:
                 self.in_flight -= 1
                 if not self.in_flight:
                     self._idle.set()
+
+    def _judge(self, result: Answer | Unanswered) -> Answer | Unanswered:
+        """Return an answer worth keeping; raise _Retry or _Fatal for the others."""
+        if result is _STOPPED:
+            return result
         if isinstance(result, Unanswered):
             raise _Retry(result)
         if result.ok or result.code == CAPACITY:
