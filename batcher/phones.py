@@ -9,6 +9,7 @@ it dropped are gone, and a "repair" would reach a different person.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -78,6 +79,11 @@ def normalize_phone(raw: str, region: str, *, sender: bool = False) -> Phone:
     kind = "a possible phone number" if sender else "a valid phone number"
     hint = " Check its digits." if compact.startswith("+") else _hint(region)
     return Phone("", f"{raw.strip()!r} is not {kind}.{hint}")
+
+
+def normalize_many(texts: Iterable[str], region: str, *, sender: bool = False) -> dict[str, Phone]:
+    """normalize_phone of many cells at once: text → its verdict, each distinct text once."""
+    return {text: normalize_phone(text, region, sender=sender) for text in set(texts)}
 
 
 def _hint(region: str) -> str:

@@ -17,7 +17,7 @@ from batcher.loading import Sheet, load_sheet
 from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
 from batcher.planning import Plan, RowPlan, SettledRow, plan_rows
 from batcher.results import default_output, write_results
-from batcher.validation import Message, Rules, validate_row
+from batcher.validation import Message, RowValidator, Rules
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,14 @@ def prepare(options: JobOptions) -> Prepared:
         sheet.headers, where=where, has_default_sender=bool(options.default_sender)
     )
     rules = Rules(region=options.region, default_sender=options.default_sender)
+    validate_row = RowValidator(columns, rules, sheet.scientific)
+    validate_row.prefetch(sheet.rows)
     carried: dict[int, RowOutcome] = {}
 
     def rows() -> Iterator[Message | Problem | SettledRow]:
         status_column = columns.results.get("status")
         for row in sheet.rows:
-            checked = validate_row(row, columns, rules, sheet.scientific)
+            checked = validate_row(row)
             if status_column is not None and row.cell(status_column).strip().lower() == "sent":
                 carried[row.number] = _carried_outcome(row.cells, columns)
                 yield SettledRow(row.number, checked if isinstance(checked, Message) else None)

@@ -17,22 +17,26 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from batcher.model import Part, Problem, Status
 from batcher.validation import Message
 
 KEY_PREFIX = "cb1-"
+# Built once: json.dumps() with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
 
 ContentId = tuple[str, tuple[str, ...], str, tuple[Part, ...], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# Request, SettledRow and RowPlan exist once or more per row: NamedTuples are immutable,
+# hashable and much cheaper to build than frozen dataclasses.
+
+
+class Request(NamedTuple):
     """One API call: a chat creation or a follow-up, with the key it is sent under."""
 
     key: str
@@ -65,8 +69,7 @@ class Request:
         return {"from": self.sender, "to": list(self.recipients), "message": message}
 
 
-@dataclass(frozen=True, slots=True)
-class SettledRow:
+class SettledRow(NamedTuple):
     """A row an earlier run already sent, read back from a results sheet.
 
     `message` is None when the row no longer validates: it stays sent, but
@@ -77,8 +80,7 @@ class SettledRow:
     message: Message | None
 
 
-@dataclass(frozen=True, slots=True)
-class RowPlan:
+class RowPlan(NamedTuple):
     """What will happen to one row: its requests, or why it will not be sent."""
 
     row: int
@@ -126,7 +128,7 @@ def derive_key(
         "step": step,
         "occurrence": occurrence,
     }
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode(material)
     return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -141,11 +143,11 @@ class _Planner:
     def __init__(self, campaign: str, allow_duplicates: bool) -> None:
         self.campaign = campaign
         self.allow_duplicates = allow_duplicates
-        self.first_row: dict[ContentId, int] = {}
-        self.occurrences: Counter[ContentId] = Counter()
+        # Content → (the first row with it, how many rows so far have it).
+        self.seen: dict[ContentId, tuple[int, int]] = {}
         self.chats: dict[str, list[Request]] = {}
         self.known_chat_ids: dict[str, str] = {}
-        self.key_owner: dict[str, tuple[int, ContentId]] = {}
+        self.key_owner: dict[str, int] = {}  # key → the row that uses it
 
     def settled(self, row: SettledRow) -> RowPlan:
         message = row.message
@@ -153,17 +155,19 @@ class _Planner:
             # Its chat_id cell holds the chat the earlier run created or wrote into; the
             # content it was sent as had no chat id when the row names its recipients.
             sent_chat = "" if message.recipients else message.chat_id
-            content = content_id(replace(message, chat_id=sent_chat))
-            self.first_row.setdefault(content, row.row)
-            self.occurrences[content] += 1
+            self._count(content_id(message._replace(chat_id=sent_chat)), row.row)
             if message.chat_id and message.recipients:
                 ref = chat_ref(message.sender, message.recipients, "")
                 self.known_chat_ids.setdefault(ref, message.chat_id)
         return RowPlan(row.row, Status.SENT)
 
+    def _count(self, content: ContentId, row: int) -> None:
+        first, occurrences = self.seen.get(content, (row, 0))
+        self.seen[content] = (first, occurrences + 1)
+
     def message(self, message: Message) -> RowPlan:
         content = content_id(message)
-        earlier = self.first_row.get(content)
+        earlier, occurrence = self.seen.get(content, (0, 0))
         if earlier and not self.allow_duplicates:
             return RowPlan(message.row, Status.DUPLICATE, duplicate_of=earlier)
         ref = chat_ref(message.sender, message.recipients, message.chat_id)
@@ -172,11 +176,10 @@ class _Planner:
         steps = _steps(message, creates)
         if isinstance(steps, Problem):
             return RowPlan(message.row, Status.INVALID, problem=steps)
-        keys = self._keys(message, content, steps)
+        keys = self._keys(message, occurrence, steps)
         if isinstance(keys, Problem):
             return RowPlan(message.row, Status.INVALID, problem=keys)
-        self.first_row.setdefault(content, message.row)
-        self.occurrences[content] += 1
+        self._count(content, message.row)
         requests = tuple(
             Request(
                 key=key,
@@ -194,14 +197,13 @@ class _Planner:
         )
         self.chats.setdefault(ref, []).extend(requests)
         for key in keys:
-            self.key_owner[key] = (message.row, content)
+            self.key_owner[key] = message.row
         return RowPlan(message.row, Status.PENDING, requests=requests)
 
     def _keys(
-        self, message: Message, content: ContentId, steps: list[tuple[Part, ...]]
+        self, message: Message, occurrence: int, steps: list[tuple[Part, ...]]
     ) -> list[str] | Problem:
         if not message.keys:
-            occurrence = self.occurrences[content]
             return [
                 derive_key(
                     campaign=self.campaign,
@@ -227,7 +229,7 @@ class _Planner:
             if owner is not None:
                 return _key_problem(
                     message,
-                    f"the key {key!r} is already used by row {owner[0]}. The API would take "
+                    f"the key {key!r} is already used by row {owner}. The API would take "
                     "this row for a retry of that one and not send it: give each row its "
                     "own key, or leave the cell empty.",
                 )

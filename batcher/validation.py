@@ -8,12 +8,14 @@ text, a group must start with text) are applied by `batcher.planning`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.model import Part, Problem
-from batcher.phones import RETYPE, normalize_phone
+from batcher.phones import RETYPE, Phone, normalize_many, normalize_phone
 
 MAX_RECIPIENTS = 31
 _RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n]+")
@@ -33,9 +35,11 @@ class Rules:
     default_sender: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A row that passed validation: normalized sender, sorted recipients and ordered parts."""
+class Message(NamedTuple):
+    """A row that passed validation: normalized sender, sorted recipients and ordered parts.
+
+    A NamedTuple, as there is one per row: immutable, and cheap to build.
+    """
 
     row: int
     sender: str
@@ -55,32 +59,6 @@ class Message:
         return len(self.recipients) > 1
 
 
-class _Reader:
-    """Reads one row's cells, remembering the sheet facts each check needs."""
-
-    def __init__(
-        self, row: SheetRow, columns: ColumnMap, scientific: frozenset[tuple[int, int]]
-    ) -> None:
-        self.row = row
-        self.columns = columns
-        self.scientific = scientific
-        self.unescape = columns.is_results_sheet
-
-    def text(self, index: int | None) -> str:
-        if index is None:
-            return ""
-        value = self.row.cell(index).strip()
-        if self.unescape and _ESCAPED_CELL.match(value):
-            return value[1:]
-        return value
-
-    def problem(self, index: int | None, value: str, code: int, message: str) -> Problem:
-        return Problem(self.row.number, self.columns.name(index), value, code, message)
-
-    def is_scientific(self, index: int) -> bool:
-        return (self.row.number, index) in self.scientific
-
-
 def validate_row(
     row: SheetRow,
     columns: ColumnMap,
@@ -88,108 +66,243 @@ def validate_row(
     scientific: frozenset[tuple[int, int]] = frozenset(),
 ) -> Message | Problem:
     """Normalize a row's numbers and parts; the first problem found, with the API's code."""
-    cells = _Reader(row, columns, scientific)
-    chat_id = cells.text(columns.chat_id)
-    sender = _sender(cells, rules, chat_id)
-    if isinstance(sender, Problem):
-        return sender
-    recipients = _recipients(cells, rules, chat_id)
-    if isinstance(recipients, Problem):
-        return recipients
-    found = _parts(cells)
-    if isinstance(found, Problem):
-        return found
-    parts, part_columns = found
-    keys = tuple(cells.text(columns.idempotency_key).split())
-    if columns.is_results_sheet and all(DERIVED_KEY.fullmatch(key) for key in keys):
-        keys = ()  # written by an earlier run: derive again, so a fixed row gets a fresh key
-    return Message(
-        row=row.number,
-        sender=sender,
-        recipients=recipients,
-        subject=cells.text(columns.subject),
-        parts=parts,
-        chat_id=chat_id,
-        keys=keys,
-        part_columns=part_columns,
-        text_column=next((columns.name(i) for kind, i in columns.parts if kind == "text"), "Text"),
-        key_column=columns.name(columns.idempotency_key)
-        if columns.idempotency_key is not None
-        else "idempotency_key",
-    )
+    return RowValidator(columns, rules, scientific)(row)
 
 
-def _sender(cells: _Reader, rules: Rules, chat_id: str) -> str | Problem:
-    index = cells.columns.sender
-    raw = cells.text(index) or rules.default_sender
-    if not raw:
-        if chat_id:
-            return ""  # a follow-up into an existing chat needs no sender
-        return cells.problem(
-            index, "", 1001, "no sender. Fill in the sending line, or pass --from for all rows."
+class _BadNumber(NamedTuple):
+    """The first piece of a recipients cell that is not a usable number, and why."""
+
+    text: str
+    problem: str
+
+
+class RowValidator:
+    """`validate_row` for every row of one sheet, with what the rows share worked out once.
+
+    Column names are resolved once per sheet, and each distinct phone cell is split and
+    normalized once: a sheet of 100,000 rows repeats many of its numbers.
+    """
+
+    def __init__(
+        self,
+        columns: ColumnMap,
+        rules: Rules,
+        scientific: frozenset[tuple[int, int]] = frozenset(),
+    ) -> None:
+        self.columns = columns
+        self.rules = rules
+        self.scientific = scientific
+        self.unescape = columns.is_results_sheet
+        self.width = len(columns.headers)
+        self.parts = tuple((kind, index, columns.name(index)) for kind, index in columns.parts)
+        self.text_column = next(
+            (columns.name(index) for kind, index in columns.parts if kind == "text"), "Text"
         )
-    if index is not None and cells.is_scientific(index):
-        return cells.problem(index, raw, 1003, _scientific_cell(raw))
-    phone = normalize_phone(raw, rules.region, sender=True)
-    if phone.problem:
-        return cells.problem(index, raw, 1003, phone.problem)
-    return phone.e164
+        self.key_column = (
+            "idempotency_key"
+            if columns.idempotency_key is None
+            else columns.name(columns.idempotency_key)
+        )
+        # Verdicts by cell text (after _clean): a sender's Phone, and a recipients cell's
+        # sorted distinct numbers or its first bad number.
+        self.senders: dict[str, Phone] = {}
+        self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
 
+    def prefetch(self, rows: Iterable[SheetRow]) -> None:
+        """Work out the verdict of every distinct phone cell of `rows` in one go.
 
-def _recipients(cells: _Reader, rules: Rules, chat_id: str) -> tuple[str, ...] | Problem:
-    found: set[str] = set()
-    for index in cells.columns.recipients:
-        raw_cell = cells.text(index)
-        if raw_cell and cells.is_scientific(index):
-            return cells.problem(index, raw_cell, 1003, _scientific_cell(raw_cell))
-        for raw in _RECIPIENT_SEPARATORS.split(raw_cell):
-            if not raw.strip():
+        Optional: a row whose cells were not prefetched has them worked out when it is
+        validated. Doing them all at once lets batcher.phones normalize the numbers in bulk.
+        """
+        rows = list(rows)
+        columns = self.columns
+        if columns.sender is not None:
+            senders = self._distinct(rows, columns.sender)
+            senders.add(self.rules.default_sender)
+            senders.discard("")
+            senders.difference_update(self.senders)
+            self.senders.update(normalize_many(senders, self.rules.region, sender=True))
+        cells: set[str] = set()
+        for index in columns.recipients:
+            cells |= self._distinct(rows, index)
+        cells.difference_update(self.recipient_cells)
+        pieces = {cell: _split_recipients(cell) for cell in cells}
+        numbers = normalize_many(
+            (text for texts in pieces.values() for text in texts), self.rules.region
+        )
+        for cell, texts in pieces.items():
+            self.recipient_cells[cell] = _recipient_verdict(texts, numbers)
+
+    def _distinct(self, rows: list[SheetRow], index: int) -> set[str]:
+        """The distinct texts of a column, as _text reads them."""
+        raw = {row.cells[index] if index < len(row.cells) else "" for row in rows}
+        return {self._clean(value) for value in raw}
+
+    def __call__(self, row: SheetRow) -> Message | Problem:
+        """Normalize a row's numbers and parts; the first problem found, with the API's code."""
+        cells = row.cells
+        if len(cells) < self.width:  # a short CSV line: the cells it lacks are empty
+            cells += ("",) * (self.width - len(cells))
+        columns = self.columns
+        chat_id = self._text(cells, columns.chat_id)
+        sender = self._sender(row.number, cells, chat_id)
+        if isinstance(sender, Problem):
+            return sender
+        recipients = self._recipients(row.number, cells, chat_id)
+        if isinstance(recipients, Problem):
+            return recipients
+        found = self._parts(row.number, cells)
+        if isinstance(found, Problem):
+            return found
+        parts, part_columns = found
+        keys = tuple(self._text(cells, columns.idempotency_key).split())
+        if self.unescape and all(DERIVED_KEY.fullmatch(key) for key in keys):
+            keys = ()  # written by an earlier run: derive again, so a fixed row gets a fresh key
+        return Message(
+            row.number,
+            sender,
+            recipients,
+            self._text(cells, columns.subject),
+            parts,
+            chat_id,
+            keys,
+            part_columns,
+            self.text_column,
+            self.key_column,
+        )
+
+    def _clean(self, value: str) -> str:
+        """A cell's text: stripped, and without the apostrophe a results CSV put before it."""
+        value = value.strip()
+        if self.unescape and _ESCAPED_CELL.match(value):
+            return value[1:]
+        return value
+
+    def _text(self, cells: tuple[str, ...], index: int | None) -> str:
+        return "" if index is None else self._clean(cells[index])
+
+    def _problem(
+        self, number: int, index: int | None, value: str, code: int, message: str
+    ) -> Problem:
+        return Problem(number, self.columns.name(index), value, code, message)
+
+    def _sender(self, number: int, cells: tuple[str, ...], chat_id: str) -> str | Problem:
+        index = self.columns.sender
+        raw = self._text(cells, index) or self.rules.default_sender
+        if not raw:
+            if chat_id:
+                return ""  # a follow-up into an existing chat needs no sender
+            return self._problem(
+                number,
+                index,
+                "",
+                1001,
+                "no sender. Fill in the sending line, or pass --from for all rows.",
+            )
+        if index is not None and (number, index) in self.scientific:
+            return self._problem(number, index, raw, 1003, _scientific_cell(raw))
+        phone = self.senders.get(raw)
+        if phone is None:
+            phone = self.senders[raw] = normalize_phone(raw, self.rules.region, sender=True)
+        if phone.problem:
+            return self._problem(number, index, raw, 1003, phone.problem)
+        return phone.e164
+
+    def _recipients(
+        self, number: int, cells: tuple[str, ...], chat_id: str
+    ) -> tuple[str, ...] | Problem:
+        found: tuple[str, ...] | set[str] = ()
+        for index in self.columns.recipients:
+            cell = self._text(cells, index)
+            if not cell:
                 continue
-            phone = normalize_phone(raw, rules.region)
-            if phone.problem:
-                return cells.problem(index, raw.strip(), 1003, phone.problem)
-            found.add(phone.e164)
-    first = cells.columns.recipients[0] if cells.columns.recipients else None
-    if not found and not chat_id:
-        return cells.problem(first, "", 1001, "no recipient. Fill in at least one phone number.")
-    if len(found) > MAX_RECIPIENTS:
-        return cells.problem(
-            first,
-            f"{len(found)} numbers",
-            1006,
-            f"{len(found)} recipients; a chat takes at most {MAX_RECIPIENTS}. "
-            "Split them over several rows.",
-        )
+            if (number, index) in self.scientific:
+                return self._problem(number, index, cell, 1003, _scientific_cell(cell))
+            verdict = self.recipient_cells.get(cell)
+            if verdict is None:
+                verdict = self.recipient_cells[cell] = self._recipient_cell(cell)
+            if isinstance(verdict, _BadNumber):
+                return self._problem(number, index, verdict.text, 1003, verdict.problem)
+            # The common case, one recipients column, needs no merging: the cell's verdict
+            # is already sorted and without repeats.
+            found = verdict if not found else {*found, *verdict}
+        if isinstance(found, set):
+            found = tuple(sorted(found))
+        first = self.columns.recipients[0] if self.columns.recipients else None
+        if not found and not chat_id:
+            return self._problem(
+                number, first, "", 1001, "no recipient. Fill in at least one phone number."
+            )
+        if len(found) > MAX_RECIPIENTS:
+            return self._problem(
+                number,
+                first,
+                f"{len(found)} numbers",
+                1006,
+                f"{len(found)} recipients; a chat takes at most {MAX_RECIPIENTS}. "
+                "Split them over several rows.",
+            )
+        return found
+
+    def _recipient_cell(self, cell: str) -> tuple[str, ...] | _BadNumber:
+        texts = _split_recipients(cell)
+        numbers = {text: normalize_phone(text, self.rules.region) for text in texts}
+        return _recipient_verdict(texts, numbers)
+
+    def _parts(
+        self, number: int, cells: tuple[str, ...]
+    ) -> tuple[tuple[Part, ...], tuple[str, ...]] | Problem:
+        parts: list[Part] = []
+        names: list[str] = []
+        for kind, index, name in self.parts:
+            value = self._text(cells, index)
+            if not value:
+                continue
+            if kind == "rich_link" and not _WEB_ADDRESS.fullmatch(value):
+                return self._problem(
+                    number,
+                    index,
+                    value,
+                    1002,
+                    f"{value!r} is not a web address. Start it with https://.",
+                )
+            if kind == "media" and not _ATTACHMENT_ID.fullmatch(value):
+                return self._problem(
+                    number,
+                    index,
+                    value,
+                    1002,
+                    f"{value!r} is not an attachment id (it has spaces).",
+                )
+            parts.append(Part(kind, value))
+            names.append(name)
+        if not parts:
+            listed = ", ".join(name for _, _, name in self.parts)
+            return self._problem(
+                number,
+                self.parts[0][1],
+                "",
+                1001,
+                f"nothing to send: {listed} {'is' if len(self.parts) == 1 else 'are all'} "
+                "empty. Write the message, or delete the row.",
+            )
+        return tuple(parts), tuple(names)
+
+
+def _split_recipients(cell: str) -> list[str]:
+    """The numbers written in one recipients cell, in order (separators: ; , | newlines)."""
+    return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
+
+
+def _recipient_verdict(texts: list[str], numbers: dict[str, Phone]) -> tuple[str, ...] | _BadNumber:
+    """A recipients cell's numbers, sorted and without repeats, or the first bad one."""
+    found: set[str] = set()
+    for text in texts:
+        phone = numbers[text]
+        if phone.problem:
+            return _BadNumber(text, phone.problem)
+        found.add(phone.e164)
     return tuple(sorted(found))
-
-
-def _parts(cells: _Reader) -> tuple[tuple[Part, ...], tuple[str, ...]] | Problem:
-    parts: list[Part] = []
-    names: list[str] = []
-    for kind, index in cells.columns.parts:
-        value = cells.text(index)
-        if not value:
-            continue
-        if kind == "rich_link" and not _WEB_ADDRESS.fullmatch(value):
-            return cells.problem(
-                index, value, 1002, f"{value!r} is not a web address. Start it with https://."
-            )
-        if kind == "media" and not _ATTACHMENT_ID.fullmatch(value):
-            return cells.problem(
-                index, value, 1002, f"{value!r} is not an attachment id (it has spaces)."
-            )
-        parts.append(Part(kind, value))
-        names.append(cells.columns.name(index))
-    if not parts:
-        listed = ", ".join(cells.columns.name(index) for _, index in cells.columns.parts)
-        return cells.problem(
-            cells.columns.parts[0][1],
-            "",
-            1001,
-            f"nothing to send: {listed} {'is' if len(cells.columns.parts) == 1 else 'are all'} "
-            "empty. Write the message, or delete the row.",
-        )
-    return tuple(parts), tuple(names)
 
 
 def _scientific_cell(stored: str) -> str:
