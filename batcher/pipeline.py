@@ -6,8 +6,10 @@ returns values, and nothing here prints.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,8 +99,31 @@ class Report:
         }
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the duration, then restore it as it was.
+
+    A large sheet becomes millions of small objects that all stay alive until the end,
+    and none of them forms a cycle (reference counting frees whatever is dropped). The
+    collector would still walk them over and over as they pile up: about a second for
+    100,000 rows, for nothing.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def prepare(options: JobOptions) -> Prepared:
     """Load, validate and plan a handoff file; raise InputError if it cannot be used."""
+    with _cyclic_gc_paused():
+        return _prepare(options)
+
+
+def _prepare(options: JobOptions) -> Prepared:
     sheet = load_sheet(options.path, options.sheet)
     where = f"{options.path}" + (f", sheet {sheet.sheet_name!r}" if sheet.sheet_name else "")
     columns = map_columns(
@@ -125,12 +150,14 @@ def prepare(options: JobOptions) -> Prepared:
 
 def validate_file(options: JobOptions) -> Report:
     """The `validate` command: plan everything, send nothing, write the results sheet."""
-    prepared = prepare(options)
-    outcomes = {
-        row.row: prepared.carried.get(row.row) or planned_outcome(row) for row in prepared.plan.rows
-    }
-    write_results(prepared.sheet, prepared.columns, outcomes, options.output)
-    report = summarize(options, prepared.plan, outcomes)
+    with _cyclic_gc_paused():
+        prepared = prepare(options)
+        outcomes = {
+            row.row: prepared.carried.get(row.row) or planned_outcome(row)
+            for row in prepared.plan.rows
+        }
+        write_results(prepared.sheet, prepared.columns, outcomes, options.output)
+        report = summarize(options, prepared.plan, outcomes)
     report.planned_only = True
     return report
 
