@@ -6,10 +6,11 @@ must be text only, so a group row that also carries links or media becomes two
 requests: the text-only creation, then a follow-up with the rest.
 
 A key is a hash of canonical JSON of the request's content and its step within
-the row, behind a version prefix: the same content gives the same key on any
-machine, in any row order, under any file name. No clock, no randomness, no
-row number. Identical rows sent on purpose (`--allow-duplicates`) differ by
-their occurrence count among identical rows.
+the row (campaign, sender, sorted recipients, subject, chat id, parts, step and
+occurrence, as a JSON array in that order), behind a version prefix: the same
+content gives the same key on any machine, in any row order, under any file
+name. No clock, no randomness, no row number. Identical rows sent on purpose
+(`--allow-duplicates`) differ by their occurrence count among identical rows.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from batcher.validation import Message
 
 KEY_PREFIX = "cb1-"
 # Built once: json.dumps() with options builds a new encoder on every call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
 
 ContentId = tuple[str, tuple[str, ...], str, tuple[Part, ...], str]
@@ -117,17 +118,21 @@ def derive_key(
     step: int,
     occurrence: int,
 ) -> str:
-    """The idempotency key of one request: a hash of its content, never of where it sits."""
-    material = {
-        "campaign": campaign,
-        "from": message.sender,
-        "to": list(message.recipients),
-        "subject": message.subject,
-        "chat_id": message.chat_id,
-        "parts": [part.to_api() for part in parts],
-        "step": step,
-        "occurrence": occurrence,
-    }
+    """The idempotency key of one request: a hash of its content, never of where it sits.
+
+    The material is a JSON array with a fixed place for each field: canonical without
+    sorting keys, and cheaper to encode than an object (there is one key per request).
+    """
+    material = [
+        campaign,
+        message.sender,
+        message.recipients,  # sorted by validation
+        message.subject,
+        message.chat_id,
+        [[part.type, part.value] for part in parts],
+        step,
+        occurrence,
+    ]
     canonical = _CANONICAL.encode(material)
     return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
