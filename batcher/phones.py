@@ -14,7 +14,8 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
+import threading
+from collections import deque
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
@@ -90,9 +91,13 @@ def normalize_phone(raw: str, region: str, *, sender: bool = False) -> Phone:
 # Below this many distinct numbers, a helper process saves too little to be worth
 # starting: it takes about 50 ms to start, and a number about 25 µs to normalize.
 PARALLEL_FROM = 10_000
-# How long the helper may take beyond what our own share took (three times that, plus
-# this): enough on a busy machine. Past it, it is presumed stuck and its share done here.
-_HELPER_GRACE_S = 10.0
+# The helper's part of the numbers: the first ones the rows need. This process works out
+# the rest meanwhile, then validates and plans the rows (about half as long per row as a
+# number takes) while the helper's answers come in: with 0.7 the helper just stays ahead.
+# Should it fall behind, what it has not answered yet is worked out here: never a wait.
+HELPER_SHARE = 0.7
+# Numbers per line of the helper's answer: it is read line by line as it comes.
+_ANSWER_LINE = 500
 # Run by the helper: take the parent's import path first, so that it runs the same code.
 _HELPER_CODE = (
     "import json, sys; sys.path[:] = json.loads(sys.stdin.readline()); "
@@ -100,25 +105,123 @@ _HELPER_CODE = (
 )
 
 
-def normalize_many(texts: Iterable[str], region: str, *, sender: bool = False) -> dict[str, Phone]:
-    """normalize_phone of many cells at once: text → its verdict, each distinct text once.
+class PhoneBook:
+    """normalize_phone's verdicts for many texts, worked out ahead of need.
 
-    Normalizing is most of the time validate takes on a large sheet, and it is the same
-    pure function of each text: with many numbers and a second CPU, a helper process
-    normalizes half of them meanwhile. If the helper cannot start or fails, its half is
-    done here, so the answer is always the same. The verdicts are not kept in
-    normalize_phone's cache: the caller keeps them for as long as it needs them.
+    `expect(texts)` names the texts that will be looked up, in the order they will be.
+    With many of them and a second CPU, a helper process (a fresh interpreter) starts on
+    the first ones while this process works out the rest; lookups then take the helper's
+    answers as they arrive. A text the helper has not answered yet is worked out here, so
+    nothing ever waits for the helper, and a helper that fails costs time, never a
+    different verdict. Close the book (or use it as a context manager) to stop the helper.
     """
-    distinct = list(set(texts))
-    if len(distinct) < PARALLEL_FROM or _usable_cpus() < 2:
-        return _normalize_here(distinct, region, sender)
-    half = len(distinct) // 2
-    return _normalize_with_helper(distinct[:half], distinct[half:], region, sender)
+
+    def __init__(self, region: str, *, sender: bool = False) -> None:
+        self.region = region
+        self.sender = sender
+        self._known: dict[str, Phone] = {}
+        self._helper: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._asked: list[str] = []  # what the helper works out, in its order
+        self._answered = 0  # how many of those its answers so far covered
+        self._lines: deque[bytes] = deque()  # answer lines read, not yet taken in
+
+    def __enter__(self) -> PhoneBook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def expect(self, texts: Iterable[str]) -> None:
+        """Work out these texts now, part of them in a helper process if there are many."""
+        todo = [text for text in dict.fromkeys(texts) if text not in self._known]
+        if len(todo) >= PARALLEL_FROM and self._helper is None and _usable_cpus() >= 2:
+            split = int(len(todo) * HELPER_SHARE)
+            if self._start_helper(todo[:split]):
+                todo = todo[split:]
+        for text in todo:
+            self._known[text] = self._normalize(text)
+
+    def __getitem__(self, text: str) -> Phone:
+        found = self._known.get(text)
+        if found is None and self._helper is not None:
+            self._take_answers()
+            found = self._known.get(text)
+        if found is None:
+            found = self._known[text] = self._normalize(text)
+        return found
+
+    def close(self) -> None:
+        """Stop the helper if it still runs; the verdicts known so far stay."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        if helper.poll() is None:
+            helper.kill()
+        helper.wait()
+        if self._reader is not None:
+            self._reader.join()
+        if helper.stdout is not None:
+            helper.stdout.close()
+
+    def _normalize(self, text: str) -> Phone:
+        # Uncached: the book is the cache, for as long as its owner needs it.
+        return normalize_phone.__wrapped__(text, self.region, sender=self.sender)
+
+    def _start_helper(self, texts: list[str]) -> bool:
+        path = [entry for entry in sys.path if isinstance(entry, str)]
+        # The request goes through a file: feeding a pipe would take a thread writing
+        # small pieces, each waiting for the GIL, and the helper would starve.
+        with tempfile.TemporaryFile() as request:
+            request.write(f"{json.dumps(path)}\n".encode())
+            request.write(f"{json.dumps([self.region, self.sender, texts])}\n".encode())
+            request.seek(0)
+            try:
+                self._helper = subprocess.Popen(
+                    [sys.executable, "-c", _HELPER_CODE],
+                    stdin=request,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,  # a failed helper is made up for here
+                )
+            except OSError:  # no interpreter to start, say: work it all out here
+                return False
+        self._asked = texts
+        # Reading the pipe as answers come keeps the helper from blocking on a full pipe;
+        # the thread sleeps in read() and wakes once per line, so it barely needs the GIL.
+        self._reader = threading.Thread(target=self._read, args=(self._helper,), daemon=True)
+        self._reader.start()
+        return True
+
+    def _read(self, helper: subprocess.Popen[bytes]) -> None:
+        assert helper.stdout is not None
+        for line in helper.stdout:
+            self._lines.append(line)
+
+    def _take_answers(self) -> None:
+        """Take in the answer lines read so far; on nonsense, stop listening to the helper."""
+        while self._lines:
+            phones = _parse_answer(self._lines.popleft())
+            texts = self._asked[self._answered : self._answered + len(phones or ())]
+            if phones is None or len(texts) != len(phones):
+                self.close()
+                return
+            for text, phone in zip(texts, phones, strict=True):
+                self._known.setdefault(text, phone)
+            self._answered += len(phones)
 
 
-def _normalize_here(texts: list[str], region: str, sender: bool) -> dict[str, Phone]:
-    normalize = normalize_phone.__wrapped__  # uncached: see normalize_many
-    return {text: normalize(text, region, sender=sender) for text in texts}
+def _parse_answer(line: bytes) -> list[Phone] | None:
+    """The verdicts in a line of the helper's answer, or None if it is not one."""
+    try:
+        pairs = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(pairs, list):
+        return None
+    phones = [Phone(*pair) for pair in pairs if isinstance(pair, list) and len(pair) == 2]
+    if len(phones) != len(pairs) or not all(type(v) is str for phone in phones for v in phone):
+        return None
+    return phones
 
 
 def _usable_cpus() -> int:
@@ -127,55 +230,20 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _normalize_with_helper(
-    theirs: list[str], ours: list[str], region: str, sender: bool
-) -> dict[str, Phone]:
-    """Normalize `ours` here while a helper process (a fresh interpreter) does `theirs`."""
-    # The request goes through a file, not a pipe: feeding a pipe would take a thread
-    # that competes for the GIL with our own share, and would starve the helper.
-    path = [entry for entry in sys.path if isinstance(entry, str)]
-    with tempfile.TemporaryFile() as request:
-        request.write(f"{json.dumps(path)}\n{json.dumps([region, sender, theirs])}\n".encode())
-        request.seek(0)
-        try:
-            helper = subprocess.Popen(
-                [sys.executable, "-c", _HELPER_CODE],
-                stdin=request,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,  # a failed helper is made up for below
-            )
-        except OSError:
-            return _normalize_here(theirs + ours, region, sender)
-        with helper:
-            try:
-                started = time.monotonic()
-                found = _normalize_here(ours, region, sender)
-                patience = _HELPER_GRACE_S + 3 * (time.monotonic() - started)
-                phones = _helper_answer(helper, patience)
-            finally:
-                if helper.poll() is None:
-                    helper.kill()
-    if helper.returncode == 0 and len(phones) == len(theirs):
-        found.update(zip(theirs, phones, strict=True))
-    else:
-        found.update(_normalize_here(theirs, region, sender))  # the helper failed: its share
-    return found
-
-
-def _helper_answer(helper: subprocess.Popen[bytes], patience: float) -> list[Phone]:
-    """The helper's verdicts, or none if it did not answer in time or answered nonsense."""
-    try:
-        output, _ = helper.communicate(timeout=patience)
-        return [Phone(e164, problem) for e164, problem in json.loads(output)]
-    except (subprocess.TimeoutExpired, ValueError, TypeError):
-        return []
-
-
 def _serve_helper() -> None:
-    """The helper's side: read [region, sender, texts], write their [e164, problem] pairs."""
+    """The helper's side: read [region, sender, texts], answer [e164, problem] pairs.
+
+    The answers are written in lines of _ANSWER_LINE, flushed as they are ready, in ASCII
+    (any locale can carry it).
+    """
     region, sender, texts = json.loads(sys.stdin.readline())
-    found = _normalize_here(texts, region, sender)
-    json.dump([found[text] for text in texts], sys.stdout)  # ASCII: any locale can carry it
+    normalize = normalize_phone.__wrapped__
+    for start in range(0, len(texts), _ANSWER_LINE):
+        line = [
+            normalize(text, region, sender=sender) for text in texts[start : start + _ANSWER_LINE]
+        ]
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
 
 
 def _hint(region: str) -> str:

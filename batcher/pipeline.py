@@ -130,11 +130,9 @@ def _prepare(options: JobOptions) -> Prepared:
         sheet.headers, where=where, has_default_sender=bool(options.default_sender)
     )
     rules = Rules(region=options.region, default_sender=options.default_sender)
-    validate_row = RowValidator(columns, rules, sheet.scientific)
-    validate_row.prefetch(sheet.rows)
     carried: dict[int, RowOutcome] = {}
 
-    def rows() -> Iterator[Message | Problem | SettledRow]:
+    def rows(validate_row: RowValidator) -> Iterator[Message | Problem | SettledRow]:
         status_column = columns.results.get("status")
         for row in sheet.rows:
             checked = validate_row(row)
@@ -144,7 +142,11 @@ def _prepare(options: JobOptions) -> Prepared:
             else:
                 yield checked
 
-    plan = plan_rows(rows(), campaign=options.campaign, allow_duplicates=options.allow_duplicates)
+    with RowValidator(columns, rules, sheet.scientific) as validator:
+        validator.prefetch(sheet.rows)
+        plan = plan_rows(
+            rows(validator), campaign=options.campaign, allow_duplicates=options.allow_duplicates
+        )
     return Prepared(sheet, columns, plan, carried)
 
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.model import Part, Problem
-from batcher.phones import RETYPE, Phone, normalize_many, normalize_phone
+from batcher.phones import RETYPE, PhoneBook
 
 MAX_RECIPIENTS = 31
 _RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n]+")
@@ -80,7 +80,8 @@ class RowValidator:
     """`validate_row` for every row of one sheet, with what the rows share worked out once.
 
     Column names are resolved once per sheet, and each distinct phone cell is split and
-    normalized once: a sheet of 100,000 rows repeats many of its numbers.
+    normalized once: a sheet of 100,000 rows repeats many of its numbers. Close it (or
+    use it as a context manager) when done, to stop a helper process `prefetch` started.
     """
 
     def __init__(
@@ -103,40 +104,46 @@ class RowValidator:
             if columns.idempotency_key is None
             else columns.name(columns.idempotency_key)
         )
-        # Verdicts by cell text (after _clean): a sender's Phone, and a recipients cell's
-        # sorted distinct numbers or its first bad number.
-        self.senders: dict[str, Phone] = {}
+        # Verdicts by text (after _clean): senders' and recipients' numbers, and each
+        # recipients cell's sorted distinct numbers or its first bad number.
+        self.senders = PhoneBook(rules.region, sender=True)
+        self.recipients = PhoneBook(rules.region)
         self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
+        self._pieces: dict[str, list[str]] = {}  # cells prefetch split, until validated
+
+    def __enter__(self) -> RowValidator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop any helper process; the verdicts worked out so far stay usable."""
+        self.senders.close()
+        self.recipients.close()
 
     def prefetch(self, rows: Iterable[SheetRow]) -> None:
-        """Work out the verdict of every distinct phone cell of `rows` in one go.
+        """Get the numbers of `rows` worked out before the rows are validated, in order.
 
-        Optional: a row whose cells were not prefetched has them worked out when it is
-        validated. Doing them all at once lets batcher.phones normalize the numbers in bulk.
+        Optional: a row's numbers not prefetched are worked out when it is validated. Given
+        all of them, in the order of the rows, batcher.phones can share them with a helper
+        process (see PhoneBook).
         """
         rows = list(rows)
         columns = self.columns
         if columns.sender is not None:
-            senders = self._distinct(rows, columns.sender)
-            senders.add(self.rules.default_sender)
-            senders.discard("")
-            senders.difference_update(self.senders)
-            self.senders.update(normalize_many(senders, self.rules.region, sender=True))
-        cells: set[str] = set()
-        for index in columns.recipients:
-            cells |= self._distinct(rows, index)
-        cells.difference_update(self.recipient_cells)
-        pieces = {cell: _split_recipients(cell) for cell in cells}
-        numbers = normalize_many(
-            (text for texts in pieces.values() for text in texts), self.rules.region
-        )
-        for cell, texts in pieces.items():
-            self.recipient_cells[cell] = _recipient_verdict(texts, numbers)
+            senders = self._distinct(rows, (columns.sender,))
+            self.senders.expect(text for text in (*senders, self.rules.default_sender) if text)
+        cells = self._distinct(rows, columns.recipients)
+        self._pieces = {cell: _split_recipients(cell) for cell in cells}
+        self.recipients.expect(text for texts in self._pieces.values() for text in texts)
 
-    def _distinct(self, rows: list[SheetRow], index: int) -> set[str]:
-        """The distinct texts of a column, as _text reads them."""
-        raw = {row.cells[index] if index < len(row.cells) else "" for row in rows}
-        return {self._clean(value) for value in raw}
+    def _distinct(self, rows: list[SheetRow], indexes: tuple[int, ...]) -> list[str]:
+        """The distinct texts of some columns, as _text reads them, in row order."""
+        raw = dict.fromkeys(
+            row.cells[index] if index < len(row.cells) else "" for row in rows for index in indexes
+        )
+        return list(dict.fromkeys(self._clean(value) for value in raw))
 
     def __call__(self, row: SheetRow) -> Message | Problem:
         """Normalize a row's numbers and parts; the first problem found, with the API's code."""
@@ -201,9 +208,7 @@ class RowValidator:
             )
         if index is not None and (number, index) in self.scientific:
             return self._problem(number, index, raw, 1003, _scientific_cell(raw))
-        phone = self.senders.get(raw)
-        if phone is None:
-            phone = self.senders[raw] = normalize_phone(raw, self.rules.region, sender=True)
+        phone = self.senders[raw]
         if phone.problem:
             return self._problem(number, index, raw, 1003, phone.problem)
         return phone.e164
@@ -245,9 +250,17 @@ class RowValidator:
         return found
 
     def _recipient_cell(self, cell: str) -> tuple[str, ...] | _BadNumber:
-        texts = _split_recipients(cell)
-        numbers = {text: normalize_phone(text, self.rules.region) for text in texts}
-        return _recipient_verdict(texts, numbers)
+        """The cell's numbers, sorted and without repeats, or the first bad one."""
+        texts = self._pieces.pop(cell, None)
+        if texts is None:
+            texts = _split_recipients(cell)
+        found: set[str] = set()
+        for text in texts:
+            phone = self.recipients[text]
+            if phone.problem:
+                return _BadNumber(text, phone.problem)
+            found.add(phone.e164)
+        return tuple(sorted(found))
 
     def _parts(
         self, number: int, cells: tuple[str, ...]
@@ -292,17 +305,6 @@ class RowValidator:
 def _split_recipients(cell: str) -> list[str]:
     """The numbers written in one recipients cell, in order (separators: ; , | newlines)."""
     return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
-
-
-def _recipient_verdict(texts: list[str], numbers: dict[str, Phone]) -> tuple[str, ...] | _BadNumber:
-    """A recipients cell's numbers, sorted and without repeats, or the first bad one."""
-    found: set[str] = set()
-    for text in texts:
-        phone = numbers[text]
-        if phone.problem:
-            return _BadNumber(text, phone.problem)
-        found.add(phone.e164)
-    return tuple(sorted(found))
 
 
 def _scientific_cell(stored: str) -> str:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from batcher import phones
-from batcher.phones import normalize_many, normalize_phone
+from batcher.phones import Phone, PhoneBook, normalize_phone
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_senders_only_need_to_be_possible(raw: str, e164: str) -> None:
     assert normalize_phone(raw, "US").e164 == ""
 
 
-# Enough texts for normalize_many to use its helper once PARALLEL_FROM is lowered to 10:
+# Enough texts for a PhoneBook to start its helper once PARALLEL_FROM is lowered to 10:
 # good, bad and non-ASCII ones, so that every kind of verdict crosses the process boundary.
 MANY = [
     *(f"+1 415 555 {n:04d}" for n in range(1200, 1230)),
@@ -77,66 +77,94 @@ MANY = [
     "+44 20 7946 0958",
     "",
 ]
+HELPERS_PART = int(len(MANY) * phones.HELPER_SHARE)
 
 
-def alone(texts: list[str], sender: bool = False) -> dict[str, object]:
+def alone(texts: list[str], sender: bool = False) -> dict[str, Phone]:
     return {text: normalize_phone(text, "US", sender=sender) for text in texts}
 
 
 @pytest.fixture
-def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """normalize_many starts its helper for a few texts, as if there were two CPUs."""
+def parallel(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A PhoneBook starts its helper for a few texts, as if there were two CPUs; the list
+    is what it worked out in this process."""
     monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
     monkeypatch.setattr(phones, "_usable_cpus", lambda: 2)
-
-
-@pytest.mark.usefixtures("parallel")
-@pytest.mark.parametrize("sender", [False, True])
-def test_many_with_a_helper_process(monkeypatch: pytest.MonkeyPatch, sender: bool) -> None:
-    """Half the texts are normalized by a helper process, with the very same verdicts."""
     here: list[str] = []
-    normalize_here = phones._normalize_here
+    normalize = PhoneBook._normalize
 
-    def spy(texts: list[str], region: str, sender: bool) -> dict[str, phones.Phone]:
-        here.extend(texts)
-        return normalize_here(texts, region, sender)
+    def spy(book: PhoneBook, text: str) -> Phone:
+        here.append(text)
+        return normalize(book, text)
 
-    monkeypatch.setattr(phones, "_normalize_here", spy)
-    assert normalize_many([*MANY, *MANY], "US", sender=sender) == alone(MANY, sender)
-    assert len(here) == len(MANY) - len(MANY) // 2  # the rest came from the helper
+    monkeypatch.setattr(PhoneBook, "_normalize", spy)
+    return here
 
 
-@pytest.mark.usefixtures("parallel")
+def lookups(book: PhoneBook) -> dict[str, Phone]:
+    return {text: book[text] for text in MANY}
+
+
+@pytest.mark.parametrize("sender", [False, True])
+def test_book_with_a_helper_process(parallel: list[str], sender: bool) -> None:
+    """The helper works out the first texts while the book does the rest: same verdicts."""
+    with PhoneBook("US", sender=sender) as book:
+        book.expect([*MANY, *MANY])
+        assert parallel == MANY[HELPERS_PART:]  # the last ones, here
+        assert book._helper is not None
+        book._helper.wait()  # let it finish, so that every answer comes from it
+        assert book._reader is not None
+        book._reader.join()
+        assert lookups(book) == alone(MANY, sender)
+        assert parallel == MANY[HELPERS_PART:]  # nothing more worked out here
+    assert book._helper is None
+
+
+def test_book_does_not_wait_for_the_helper(parallel: list[str]) -> None:
+    """A text the helper has not answered yet is worked out at once, here."""
+    with PhoneBook("US") as book:
+        book.expect(MANY)
+        assert book[MANY[0]] == normalize_phone(MANY[0], "US")
+        assert lookups(book) == alone(MANY)
+
+
 @pytest.mark.parametrize(
     "code",
     [
-        "import sys; sys.exit(3)",  # fails
+        "import sys; sys.exit(3)",  # fails at once
         "print('not json')",  # answers nonsense
-        "print('[]')",  # answers too little
+        "print('[]'); print('[1]')",  # answers nothing, then nonsense
         "print('[' + ','.join(['[\"\", \"\"]'] * 100) + ']')",  # answers too much
+        "print('[[1, 2]]')",  # answers with numbers instead of text
+        "print('{\"ab\": 1}')",  # answers with something else than a list
+        "import time; time.sleep(60)",  # never answers
     ],
 )
-def test_many_when_the_helper_fails(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
-    """Whatever goes wrong with the helper, its share is done here: same verdicts."""
+def test_book_when_the_helper_fails(
+    parallel: list[str], monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    """Whatever goes wrong with the helper, the verdicts are the same, and nothing hangs."""
     monkeypatch.setattr(phones, "_HELPER_CODE", code)
-    assert normalize_many(MANY, "US") == alone(MANY)
+    started = time.monotonic()
+    with PhoneBook("US") as book:
+        book.expect(MANY)
+        helper = book._helper
+        assert helper is not None
+        time.sleep(0.2)  # give it time to fail
+        assert lookups(book) == alone(MANY)
+    assert helper.poll() is not None  # stopped
+    assert time.monotonic() - started < 30
 
 
-@pytest.mark.usefixtures("parallel")
-def test_many_when_no_helper_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_book_when_no_helper_can_start(
+    parallel: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No interpreter to start (an embedded Python, say): everything is done here."""
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
-    assert normalize_many(MANY, "US") == alone(MANY)
-
-
-@pytest.mark.usefixtures("parallel")
-def test_many_when_the_helper_is_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A helper that never answers is stopped once our share took long enough."""
-    monkeypatch.setattr(phones, "_HELPER_CODE", "import time; time.sleep(60)")
-    monkeypatch.setattr(phones, "_HELPER_GRACE_S", 0.5)
-    started = time.monotonic()
-    assert normalize_many(MANY, "US") == alone(MANY)
-    assert time.monotonic() - started < 30
+    with PhoneBook("US") as book:
+        book.expect(MANY)
+        assert parallel == MANY
+        assert lookups(book) == alone(MANY)
 
 
 def test_few_texts_stay_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +174,11 @@ def test_few_texts_stay_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a helper process was started")
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    assert normalize_many(MANY, "US") == alone(MANY)
+    with PhoneBook("US") as book:
+        book.expect(MANY)
+        assert lookups(book) == alone(MANY)
     monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
     monkeypatch.setattr(phones, "_usable_cpus", lambda: 1)
-    assert normalize_many(MANY, "US") == alone(MANY)
+    with PhoneBook("US") as book:
+        book.expect(MANY)
+        assert lookups(book) == alone(MANY)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from batcher import phones
 from batcher.columns import map_columns
 from batcher.loading import load_sheet
-from batcher.phones import normalize_many, normalize_phone
 from batcher.validation import RowValidator, Rules, validate_row
 from tests.sheets import Cell, write_csv, write_xlsx
 
@@ -44,10 +46,10 @@ def check_same(path: Path, rules: Rules) -> None:
     sheet = load_sheet(path)
     columns = map_columns(sheet.headers, where=str(path), has_default_sender=True)
     alone = [validate_row(row, columns, rules, sheet.scientific) for row in sheet.rows]
-    validator = RowValidator(columns, rules, sheet.scientific)
-    validator.prefetch(sheet.rows)
-    assert [validator(row) for row in sheet.rows] == alone
-    assert [validator(row) for row in sheet.rows] == alone  # and again, from its caches
+    with RowValidator(columns, rules, sheet.scientific) as validator:
+        validator.prefetch(sheet.rows)
+        assert [validator(row) for row in sheet.rows] == alone
+        assert [validator(row) for row in sheet.rows] == alone  # again, from its caches
     lazy = RowValidator(columns, rules, sheet.scientific)  # no prefetch: worked out per row
     assert [lazy(row) for row in sheet.rows] == alone
 
@@ -83,9 +85,18 @@ def test_short_csv_lines(tmp_path: Path) -> None:
     check_same(path, Rules())
 
 
-@pytest.mark.parametrize("sender", [False, True])
-def test_normalize_many(sender: bool) -> None:
-    """Each distinct text gets normalize_phone's own verdict."""
-    texts = [SAM, PRIYA, SAM, "12", "415-555-12", "1.41555E+10", "+44 20 7946 0958", "x"]
-    found = normalize_many(texts, "US", sender=sender)
-    assert found == {text: normalize_phone(text, "US", sender=sender) for text in texts}
+def test_with_a_helper_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the numbers shared with a helper process, every verdict is the same."""
+    monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(phones, "_usable_cpus", lambda: 2)
+    started: list[object] = []
+    popen = subprocess.Popen
+
+    def spy(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(args)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    path = write_csv(tmp_path / "in.csv", [HEADERS, *ROWS, *ROWS])
+    check_same(path, Rules())
+    assert started  # the helper did run
