@@ -17,8 +17,8 @@ from typing import Any
 from batcher.columns import ColumnMap, map_columns
 from batcher.loading import Sheet, load_sheet
 from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
-from batcher.planning import Plan, RowPlan, SettledRow, plan_rows
-from batcher.results import default_output, write_results
+from batcher.planning import Plan, Planner, RowPlan, SettledRow
+from batcher.results import default_output, write_rows
 from batcher.validation import Message, RowValidator, Rules
 
 
@@ -120,48 +120,66 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def prepare(options: JobOptions) -> Prepared:
     """Load, validate and plan a handoff file; raise InputError if it cannot be used."""
     with _cyclic_gc_paused():
-        return _prepare(options)
+        sheet, columns, validator = _open(options)
+        planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
+        plans: list[RowPlan] = []
+        carried: dict[int, RowOutcome] = {}
+        with validator:
+            validator.prefetch(sheet.rows)
+            for plan, sent in _planned(sheet, columns, validator, planner):
+                plans.append(plan)
+                if sent is not None:
+                    carried[plan.row] = sent
+        return Prepared(sheet, columns, planner.finish(plans), carried)
 
 
-def _prepare(options: JobOptions) -> Prepared:
+def validate_file(options: JobOptions) -> Report:
+    """The `validate` command: plan everything, send nothing, write the results sheet."""
+    with _cyclic_gc_paused():
+        sheet, columns, validator = _open(options)
+        planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
+        plans: list[RowPlan] = []
+        outcomes: dict[int, RowOutcome] = {}
+
+        def outcome(plan: RowPlan, sent: RowOutcome | None) -> RowOutcome:
+            plans.append(plan)
+            outcomes[plan.row] = sent or planned_outcome(plan)
+            return outcomes[plan.row]
+
+        with validator:
+            validator.prefetch(sheet.rows)
+            # Each row's result line is written as soon as the row is planned, so the
+            # writing overlaps with the numbers a helper process may still be working out.
+            planned = _planned(sheet, columns, validator, planner)
+            write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
+        report = summarize(options, planner.finish(plans), outcomes)
+    report.planned_only = True
+    return report
+
+
+def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
+    """Load the sheet and map its columns; the validator is to be closed after use."""
     sheet = load_sheet(options.path, options.sheet)
     where = f"{options.path}" + (f", sheet {sheet.sheet_name!r}" if sheet.sheet_name else "")
     columns = map_columns(
         sheet.headers, where=where, has_default_sender=bool(options.default_sender)
     )
     rules = Rules(region=options.region, default_sender=options.default_sender)
-    carried: dict[int, RowOutcome] = {}
-
-    def rows(validate_row: RowValidator) -> Iterator[Message | Problem | SettledRow]:
-        status_column = columns.results.get("status")
-        for row in sheet.rows:
-            checked = validate_row(row)
-            if status_column is not None and row.cell(status_column).strip().lower() == "sent":
-                carried[row.number] = _carried_outcome(row.cells, columns)
-                yield SettledRow(row.number, checked if isinstance(checked, Message) else None)
-            else:
-                yield checked
-
-    with RowValidator(columns, rules, sheet.scientific) as validator:
-        validator.prefetch(sheet.rows)
-        plan = plan_rows(
-            rows(validator), campaign=options.campaign, allow_duplicates=options.allow_duplicates
-        )
-    return Prepared(sheet, columns, plan, carried)
+    return sheet, columns, RowValidator(columns, rules, sheet.scientific)
 
 
-def validate_file(options: JobOptions) -> Report:
-    """The `validate` command: plan everything, send nothing, write the results sheet."""
-    with _cyclic_gc_paused():
-        prepared = prepare(options)
-        outcomes = {
-            row.row: prepared.carried.get(row.row) or planned_outcome(row)
-            for row in prepared.plan.rows
-        }
-        write_results(prepared.sheet, prepared.columns, outcomes, options.output)
-        report = summarize(options, prepared.plan, outcomes)
-    report.planned_only = True
-    return report
+def _planned(
+    sheet: Sheet, columns: ColumnMap, validator: RowValidator, planner: Planner
+) -> Iterator[tuple[RowPlan, RowOutcome | None]]:
+    """Each row's plan, in sheet order, and the result cells an earlier run sent it with."""
+    status_column = columns.results.get("status")
+    for row in sheet.rows:
+        checked = validator(row)
+        if status_column is not None and row.cell(status_column).strip().lower() == "sent":
+            settled = SettledRow(row.number, checked if isinstance(checked, Message) else None)
+            yield planner.plan(settled), _carried_outcome(row.cells, columns)
+        else:
+            yield planner.plan(checked), None
 
 
 def planned_outcome(row: RowPlan) -> RowOutcome:

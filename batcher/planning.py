@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -57,12 +57,18 @@ class Request(NamedTuple):
             return "/chats"
         return f"/chats/{chat_id or self.chat_id}/messages"
 
-    def body(self) -> dict[str, Any]:
-        """The JSON body, exactly as it is sent (and re-sent) under this key."""
-        message: dict[str, Any] = {
-            "parts": [part.to_api() for part in self.parts],
-            "idempotency_key": self.key,
-        }
+    def body(self, attachments: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The JSON body, exactly as it is sent (and re-sent) under this key.
+
+        `attachments` maps a media part's reference (a file's content hash, a
+        URL) to the attachment id its upload got.
+        """
+        parts = [part.to_api() for part in self.parts]
+        if attachments:
+            for part in parts:
+                if part["type"] == "media" and part["attachment_id"] in attachments:
+                    part["attachment_id"] = attachments[part["attachment_id"]]
+        message: dict[str, Any] = {"parts": parts, "idempotency_key": self.key}
         if not self.creates_chat:
             return {"message": message}
         if self.subject and len(self.recipients) > 1:
@@ -142,10 +148,14 @@ def chat_ref(sender: str, recipients: tuple[str, ...], chat_id: str) -> str:
     return f"id:{chat_id}" if chat_id else f"new:{sender}>{','.join(recipients)}"
 
 
-class _Planner:
-    """Walks the rows in sheet order, tracking chats, repeats and keys already used."""
+class Planner:
+    """Plans rows one at a time, in sheet order, tracking chats, repeats and keys used.
 
-    def __init__(self, campaign: str, allow_duplicates: bool) -> None:
+    `plan_rows` plans a whole sheet at once; a Planner lets each row's plan be used as
+    soon as it is made (validate writes it out meanwhile).
+    """
+
+    def __init__(self, *, campaign: str = "", allow_duplicates: bool = False) -> None:
         self.campaign = campaign
         self.allow_duplicates = allow_duplicates
         # Content → (the first row with it, how many rows so far have it).
@@ -153,6 +163,19 @@ class _Planner:
         self.chats: dict[str, list[Request]] = {}
         self.known_chat_ids: dict[str, str] = {}
         self.key_owner: dict[str, int] = {}  # key → the row that uses it
+
+    def plan(self, row: Message | Problem | SettledRow) -> RowPlan:
+        """The next row's plan; rows must come in sheet order."""
+        if isinstance(row, Problem):
+            return RowPlan(row.row, Status.INVALID, problem=row)
+        if isinstance(row, SettledRow):
+            return self.settled(row)
+        return self.message(row)
+
+    def finish(self, plans: Iterable[RowPlan]) -> Plan:
+        """The whole plan, from every row's plan as `plan` made them."""
+        chats = {ref: tuple(requests) for ref, requests in self.chats.items()}
+        return Plan(tuple(plans), chats)
 
     def settled(self, row: SettledRow) -> RowPlan:
         message = row.message
@@ -248,17 +271,8 @@ def plan_rows(
     allow_duplicates: bool = False,
 ) -> Plan:
     """Plan every row in sheet order: chats, splits, duplicates and keys."""
-    planner = _Planner(campaign, allow_duplicates)
-    plans: list[RowPlan] = []
-    for row in rows:
-        if isinstance(row, Problem):
-            plans.append(RowPlan(row.row, Status.INVALID, problem=row))
-        elif isinstance(row, SettledRow):
-            plans.append(planner.settled(row))
-        else:
-            plans.append(planner.message(row))
-    chats = {ref: tuple(requests) for ref, requests in planner.chats.items()}
-    return Plan(tuple(plans), chats)
+    planner = Planner(campaign=campaign, allow_duplicates=allow_duplicates)
+    return planner.finish([planner.plan(row) for row in rows])
 
 
 def _steps(message: Message, creates: bool) -> list[tuple[Part, ...]] | Problem:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +59,16 @@ def write_results(
     sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome], out: Path
 ) -> None:
     """Write the results sheet for every row of `sheet` to `out`, atomically."""
+    write_rows(sheet, columns, (outcomes.get(row.number) for row in sheet.rows), out)
+
+
+def write_rows(
+    sheet: Sheet, columns: ColumnMap, outcomes: Iterable[RowOutcome | None], out: Path
+) -> None:
+    """Like write_results, with one outcome per row of `sheet`, in order (None: no result).
+
+    The outcomes are taken as the lines are written, so they can be made meanwhile.
+    """
     if out.resolve() == sheet.path.resolve():
         raise OutputError(
             f"the results would overwrite the input file {sheet.path}.",
@@ -81,7 +91,7 @@ def write_results(
 
 
 def _lines(
-    sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome]
+    sheet: Sheet, columns: ColumnMap, outcomes: Iterable[RowOutcome | None]
 ) -> Iterator[list[str]]:
     """Every line of the output, with the result columns filled in.
 
@@ -101,11 +111,10 @@ def _lines(
         yield []
     yield headers
     previous = sheet.header_number
-    for row in sheet.rows:
+    for row, outcome in zip(sheet.rows, outcomes, strict=True):
         for _ in range(previous + 1, row.number):
             yield []
         previous = row.number
-        outcome = outcomes.get(row.number)
         padding = [""] * (len(sheet.headers) - len(row.cells))
         if outcome is None:
             yield [*row.cells, *padding, *missing]

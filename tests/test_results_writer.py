@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from batcher.columns import RESULT_COLUMNS, map_columns
 from batcher.loading import load_sheet
 from batcher.model import RowOutcome, Status
-from batcher.results import csv_safe, write_results
+from batcher.results import csv_safe, write_results, write_rows
 from tests.sheets import write_csv
 
 
@@ -57,3 +58,26 @@ def test_rows_without_an_outcome_keep_their_cells(
     assert row3[:3] == ["+15555550100", "4155552671", ""]
     assert row3[header.index("status")] == "invalid"
     assert row3[header.index("error_message")] == "Text: empty"
+
+
+def test_write_rows_takes_outcomes_as_it_writes(tmp_path: Path) -> None:
+    """write_rows gives the same file as write_results, taking each outcome when needed."""
+    rows = [["From", "To", "Text"], *([f"+1555555010{n}", "4155551234", "hi"] for n in range(5))]
+    path = write_csv(tmp_path / "in.csv", rows)
+    sheet = load_sheet(path)
+    columns = map_columns(sheet.headers, where="in.csv", has_default_sender=False)
+    outcomes = {
+        row.number: RowOutcome(Status.PENDING, idempotency_key=f"k{row.number}")
+        for row in sheet.rows
+    }
+    write_results(sheet, columns, outcomes, tmp_path / "all.csv")
+    taken: list[int] = []
+
+    def made() -> Iterator[RowOutcome | None]:
+        for row in sheet.rows:
+            taken.append(row.number)
+            yield outcomes[row.number]
+
+    write_rows(sheet, columns, made(), tmp_path / "made.csv")
+    assert (tmp_path / "made.csv").read_bytes() == (tmp_path / "all.csv").read_bytes()
+    assert taken == [2, 3, 4, 5, 6]
