@@ -13,10 +13,10 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from batcher.errors import OutputError
 
@@ -40,7 +40,6 @@ CREATE TABLE IF NOT EXISTS requests (
     sent_at TEXT NOT NULL DEFAULT '',
     updated_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS chats (chat TEXT PRIMARY KEY, chat_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT PRIMARY KEY,
     attachment_id TEXT NOT NULL,
@@ -58,8 +57,7 @@ class State(StrEnum):
     PENDING = "pending"  # retries ran out, deferred, or stopped: a rerun sends it
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """A request's journal entry."""
 
     key: str
@@ -87,7 +85,7 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_RECORD_COLUMNS = ", ".join(field.name for field in fields(Record))
+_RECORD_COLUMNS = ", ".join(Record._fields)
 
 
 class Journal:
@@ -135,10 +133,7 @@ class Journal:
 
     def set_target(self, target: str) -> None:
         """Remember where this journal's requests go, so another target is not misled."""
-        with self._transaction():
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES ('target', ?)", (target,)
-            )
+        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('target', ?)", (target,))
 
     def close(self) -> None:
         """Close the file; everything is already committed."""
@@ -160,44 +155,42 @@ class Journal:
         found: dict[str, Record] = {}
         for values in self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests"):
             if values[0] in wanted:
-                record = Record(*values)
-                found[record.key] = replace(record, state=State(record.state))
+                found[values[0]] = Record._make((*values[:5], State(values[5]), *values[6:]))
         return found
 
     def chat_ids(self) -> dict[str, str]:
         """Chat reference → chat id, for every chat a run has created or written into."""
-        return dict(self.db.execute("SELECT chat, chat_id FROM chats").fetchall())
+        rows = self.db.execute(
+            "SELECT chat, chat_id FROM requests WHERE state = ? AND chat_id != '' GROUP BY chat",
+            (State.SENT,),
+        )
+        return dict(rows.fetchall())
+
+    # Each state change below is one statement, so one transaction of its own (autocommit).
 
     def intend(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> int:
         """Commit that a request is about to be sent; return its attempt number."""
-        with self._transaction():
-            self.db.execute(
-                """INSERT INTO requests (key, body_sha256, row, step, chat, state, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (key) DO UPDATE SET state = excluded.state,
-                       row = excluded.row, step = excluded.step, chat = excluded.chat,
-                       updated_at = excluded.updated_at""",
-                (key, body_sha256, row, step, chat, State.SENDING, now_iso()),
-            )
-            self.db.execute("UPDATE requests SET attempts = attempts + 1 WHERE key = ?", (key,))
-            (attempts,) = self.db.execute(
-                "SELECT attempts FROM requests WHERE key = ?", (key,)
-            ).fetchone()
+        (attempts,) = self.db.execute(
+            """INSERT INTO requests (key, body_sha256, row, step, chat, state, attempts, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+               ON CONFLICT (key) DO UPDATE SET state = excluded.state,
+                   body_sha256 = excluded.body_sha256, row = excluded.row, step = excluded.step,
+                   chat = excluded.chat, attempts = attempts + 1,
+                   updated_at = excluded.updated_at
+               RETURNING attempts""",
+            (key, body_sha256, row, step, chat, State.SENDING, now_iso()),
+        ).fetchone()
         return int(attempts)
 
-    def sent(self, key: str, *, chat: str, chat_id: str, message_id: str, trace_id: str) -> None:
-        """Commit a success, and remember the chat's id for its follow-ups."""
-        with self._transaction():
-            self.db.execute(
-                """UPDATE requests SET state = ?, chat_id = ?, message_id = ?, trace_id = ?,
-                       error_code = 0, error_message = '', sent_at = ?, updated_at = ?
-                   WHERE key = ?""",
-                (State.SENT, chat_id, message_id, trace_id, now_iso(), now_iso(), key),
-            )
-            if chat_id:
-                self.db.execute(
-                    "INSERT OR IGNORE INTO chats (chat, chat_id) VALUES (?, ?)", (chat, chat_id)
-                )
+    def sent(self, key: str, *, chat_id: str, message_id: str, trace_id: str) -> None:
+        """Commit a success, with the ids the API gave."""
+        now = now_iso()
+        self.db.execute(
+            """UPDATE requests SET state = ?, chat_id = ?, message_id = ?, trace_id = ?,
+                   error_code = 0, error_message = '', sent_at = ?, updated_at = ?
+               WHERE key = ?""",
+            (State.SENT, chat_id, message_id, trace_id, now, now, key),
+        )
 
     def settle(
         self,
@@ -211,16 +204,15 @@ class Journal:
     ) -> None:
         """Commit a failure or a pending outcome with its reason; `where` is (row, step, chat)."""
         row, step, chat = where
-        with self._transaction():
-            self.db.execute(
-                """INSERT INTO requests (key, body_sha256, row, step, chat, state, error_code,
-                       error_message, trace_id, updated_at)
-                   VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (key) DO UPDATE SET state = excluded.state,
-                       error_code = excluded.error_code, error_message = excluded.error_message,
-                       trace_id = excluded.trace_id, updated_at = excluded.updated_at""",
-                (key, row, step, chat, state, code, message, trace_id, now_iso()),
-            )
+        self.db.execute(
+            """INSERT INTO requests (key, body_sha256, row, step, chat, state, error_code,
+                   error_message, trace_id, updated_at)
+               VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (key) DO UPDATE SET state = excluded.state,
+                   error_code = excluded.error_code, error_message = excluded.error_message,
+                   trace_id = excluded.trace_id, updated_at = excluded.updated_at""",
+            (key, row, step, chat, state, code, message, trace_id, now_iso()),
+        )
 
     def upload(self, sha256: str) -> str:
         """The attachment id of content already uploaded, or ''."""
@@ -231,9 +223,7 @@ class Journal:
 
     def uploaded(self, sha256: str, attachment_id: str) -> None:
         """Remember an upload, so the same content is never uploaded again."""
-        with self._transaction():
-            self.db.execute(
-                "INSERT OR REPLACE INTO uploads (sha256, attachment_id, uploaded_at) "
-                "VALUES (?, ?, ?)",
-                (sha256, attachment_id, now_iso()),
-            )
+        self.db.execute(
+            "INSERT OR REPLACE INTO uploads (sha256, attachment_id, uploaded_at) VALUES (?, ?, ?)",
+            (sha256, attachment_id, now_iso()),
+        )

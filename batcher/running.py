@@ -17,7 +17,7 @@ from batcher.errors import UsageError
 from batcher.journal import Journal, Record, State, body_digest
 from batcher.model import RowOutcome, Status
 from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
-from batcher.planning import Plan, Request, RowPlan
+from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
 
@@ -115,9 +115,9 @@ def run_file(
             result = anyio.run(_send, journal, options.send, target, chats, records, on_progress)
             report.stopped, report.deferred = result.stopped, result.deferred
             report.sent_now = result.sent
+            records = journal.records(keys)
         elif todo:
             report.cancelled = True
-        records = journal.records(keys)
     finally:
         journal.close()
     outcomes = {
@@ -175,11 +175,16 @@ def _unsettled(record: Record | None) -> bool:
 
 
 def _conflicts(plan: Plan, records: dict[str, Record]) -> set[str]:
-    """Keys the journal saw sent with another body: sending again would be refused (422)."""
+    """Explicit keys the journal saw with another body: the API would refuse them (422).
+
+    Derived keys need no check: they are hashes of the content, so a known key
+    is content already settled, even if this run would send it by another route.
+    """
     return {
         request.key
         for request in plan.requests
-        if (record := records.get(request.key)) is not None
+        if not request.key.startswith(KEY_PREFIX)
+        and (record := records.get(request.key)) is not None
         and record.body_sha256
         and record.body_sha256 != body_digest(encode(request.body()))
     }

@@ -13,10 +13,11 @@ anything `retryable`; always the same key and the same bytes, signed afresh.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,8 @@ from batcher.client import (
 )
 from batcher.journal import Journal, Record, State, body_digest
 from batcher.pacing import LineGate, RateLimiter
-from batcher.planning import Request
+from batcher.planning import KEY_PREFIX, Request
+from batcher.uploading import Uploader, UploadFailed
 
 log = logging.getLogger("batcher.sending")
 
@@ -135,8 +137,23 @@ def _backoff(exc: Exception) -> bool | float:
     return False
 
 
+@dataclass(slots=True)
+class _Chat:
+    """A chat being worked through: its requests in order, how far it got, its id."""
+
+    requests: tuple[Request, ...]
+    position: int = 0
+    chat_id: str = ""
+
+
 class Sender:
-    """Sends the requests of many chats; one instance per run."""
+    """Sends the requests of many chats; one instance per run.
+
+    A fixed pool of `concurrency` workers takes chats from a queue and works
+    through each chat's requests in order. A chat whose line cannot send now
+    is parked on the line's gate and the worker moves on, so one waiting line
+    never holds up the others; the gate offers its chats again when it opens.
+    """
 
     def __init__(
         self,
@@ -150,15 +167,18 @@ class Sender:
         self.journal = journal
         self.config = config
         self.on_progress = on_progress
+        self.uploader: Uploader | None = None
         stamina.instrumentation.set_on_retry_hooks([_log_retry])
         self.limiter = RateLimiter(config.rate)
-        self.slots = anyio.CapacityLimiter(config.concurrency)
-        self.gates: dict[str, LineGate] = defaultdict(LineGate)
+        self.gates: dict[str, LineGate[_Chat]] = defaultdict(LineGate)
         self.tally = Tally()
         self.result = SendResult()
         self.stopping = False
         self.in_flight = 0
         self._idle = anyio.Event()
+        self._records: dict[str, Record] = {}
+        self._open = 0
+        self._queue, self._chats = anyio.create_memory_object_stream[_Chat](math.inf)
 
     async def send(
         self,
@@ -167,19 +187,26 @@ class Sender:
         chat_ids: dict[str, str],
     ) -> SendResult:
         """Send what the journal has not settled; stop early on a signal or a fatal answer."""
-        by_line: dict[str, list[tuple[Request, ...]]] = defaultdict(list)
+        self._records = records
+        work = []
         for requests in chats.values():
-            todo = [r for r in requests if _state(records.get(r.key)) is not State.SENT]
+            todo = sum(_state(records.get(r.key)) is not State.SENT for r in requests)
             if todo:
-                by_line[requests[0].sender].append(requests)
-                self.tally.total += len(todo)
+                chat_id = requests[0].chat_id or chat_ids.get(requests[0].chat, "")
+                work.append(_Chat(requests, chat_id=chat_id))
+                self.tally.total += todo
         self.on_progress(self.tally)
+        self._open = len(work)
+        for chat in work:
+            self._queue.send_nowait(chat)
+        if not work:
+            self._queue.close()
         async with anyio.create_task_group() as group:
             self._group = group
             group.start_soon(self._watch_signals)
-            async with anyio.create_task_group() as lines:
-                for line, line_chats in by_line.items():
-                    lines.start_soon(self._line, line, line_chats, records, chat_ids)
+            async with anyio.create_task_group() as workers:
+                for _ in range(self.config.concurrency):
+                    workers.start_soon(self._worker)
             group.cancel_scope.cancel()
         self.result.sent = self.tally.sent
         return self.result
@@ -212,84 +239,111 @@ class Sender:
                 self._idle = anyio.Event()
         self._group.cancel_scope.cancel()
 
-    async def _line(
-        self,
-        line: str,
-        chats: Sequence[tuple[Request, ...]],
-        records: dict[str, Record],
-        chat_ids: dict[str, str],
-    ) -> None:
-        # Each line runs up to `concurrency` chats at once: enough to keep the shared
-        # request slots busy, while a paused line holds only its own chats.
-        room = anyio.Semaphore(self.config.concurrency)
+    async def _worker(self) -> None:
+        async for chat in self._chats:
+            if self.stopping or await self._advance(chat):
+                self._finished()
 
-        async def one_chat(requests: tuple[Request, ...]) -> None:
-            try:
-                await self._chat(requests, records, chat_ids)
-            finally:
-                room.release()
+    def _finished(self) -> None:
+        self._open -= 1
+        if not self._open:
+            self._queue.close()
 
-        async with anyio.create_task_group() as group:
-            for requests in chats:
-                await room.acquire()
-                if self.stopping:
-                    room.release()
-                    break
-                group.start_soon(one_chat, requests)
+    def _offer(self, chats: list[_Chat]) -> None:
+        for chat in chats:
+            self._queue.send_nowait(chat)
 
-    async def _chat(
-        self, requests: tuple[Request, ...], records: dict[str, Record], chat_ids: dict[str, str]
-    ) -> None:
-        chat_id = requests[0].chat_id or chat_ids.get(requests[0].chat, "")
-        for request in requests:
-            record = records.get(request.key)
-            if _state(record) is State.SENT:
-                chat_id = chat_id or (record.chat_id if record else "")
+    async def _wake(self, gate: LineGate[_Chat], delay: float) -> None:
+        await anyio.sleep(delay)
+        gate.waking = False
+        self._offer(gate.unpark())
+
+    def _park(self, gate: LineGate[_Chat], chat: _Chat, wait: float) -> None:
+        gate.park(chat)
+        if wait != math.inf and not gate.waking:
+            gate.waking = True
+            self._group.start_soon(self._wake, gate, wait)
+
+    async def _advance(self, chat: _Chat) -> bool:
+        """Send a chat's requests in order; False when it was parked to go on later."""
+        while chat.position < len(chat.requests):
+            request = chat.requests[chat.position]
+            record = self._records.get(request.key)
+            if record is not None and record.state is State.SENT:
+                chat.chat_id = chat.chat_id or record.chat_id
+                chat.position += 1
                 continue
             if self.stopping:
-                return
-            if not request.creates_chat and not chat_id:
-                self._blocked(requests, request, records)
-                return
-            chat_id = await self._deliver(request, chat_id) or chat_id
+                return True
+            if not request.creates_chat and not chat.chat_id:
+                self._blocked(chat)
+                return True
+            gate = self.gates[request.sender]
+            if request.creates_chat and gate.deferred_until:
+                self._settle(request, State.PENDING, _deferred(gate.deferred_until))
+                self._blocked(chat, after=1)
+                return True
+            wait = gate.wait()
+            if wait > 0:
+                self._park(gate, chat, wait)
+                return False
+            gate.begin()
+            try:
+                result = await self._deliver(request, chat.chat_id)
+            except UploadFailed as failed:
+                self._offer(gate.end(ok=False))
+                state = State.FAILED if failed.final else State.PENDING
+                self._settle(request, state, failed.reason)
+                self._blocked(chat, after=1)
+                return True
+            if isinstance(result, Answer) and result.code == CAPACITY and not result.ok:
+                if self._capacity(gate, request, result):
+                    self._park(gate, chat, gate.wait())
+                    return False
+                self._offer(gate.end(ok=False))
+                self._blocked(chat, after=1)
+                return True
+            self._offer(gate.end(ok=isinstance(result, Answer) and result.ok))
+            chat_id = self._record(request, result)
+            if request.creates_chat and not chat_id:
+                self._blocked(chat, after=1)
+                return True
+            chat.chat_id = chat.chat_id or chat_id
+            chat.position += 1
+        return True
 
-    def _blocked(
-        self, requests: tuple[Request, ...], first: Request, records: dict[str, Record]
-    ) -> None:
-        """The chat was not created: its remaining requests wait (the summary says for what)."""
-        waiting = requests[requests.index(first) :]
-        self.tally.pending += sum(_state(records.get(r.key)) is not State.SENT for r in waiting)
+    def _capacity(self, gate: LineGate[_Chat], request: Request, answer: Answer) -> bool:
+        """A 4002: pause the line and return True, or defer its new chats past --max-wait."""
+        wait = max(answer.retry_after, 1.0)
+        if wait <= self.config.max_wait:
+            log.info("line %s is at capacity: waiting %.0f s", request.sender, wait)
+            gate.pause(wait)
+            return True
+        until = datetime.now(UTC) + timedelta(seconds=wait)
+        gate.deferred_until = until.timestamp()
+        self.result.deferred[request.sender] = until
+        self._settle(request, State.PENDING, _deferred(gate.deferred_until), answer)
+        return False
+
+    def _blocked(self, chat: _Chat, after: int = 0) -> None:
+        """The chat cannot go on: its remaining requests wait (the summary says for what)."""
+        rest = chat.requests[chat.position + after :]
+        self.tally.pending += sum(_state(self._records.get(r.key)) is not State.SENT for r in rest)
         self.on_progress(self.tally)
 
-    async def _deliver(self, request: Request, chat_id: str) -> str:
-        """Send one request to a final word in the journal; its chat id when it was sent."""
-        body = encode(request.body())
-        gate = self.gates[request.sender]
-        if request.creates_chat and gate.deferred_until:
-            self._settle(request, State.PENDING, _deferred(gate.deferred_until))
-            return ""
-        while True:
-            async with gate.admit():
-                result = await self._attempts(request, request.path(chat_id), body)
-                if isinstance(result, Answer) and result.ok:
-                    gate.succeeded()
-            if not (isinstance(result, Answer) and result.code == CAPACITY):
-                break
-            wait = max(result.retry_after, 1.0)
-            if wait <= self.config.max_wait:
-                log.info("line %s is at capacity: waiting %.0f s", request.sender, wait)
-                gate.pause(wait)
-                continue
-            until = datetime.now(UTC) + timedelta(seconds=wait)
-            gate.deferred_until = until.timestamp()
-            self.result.deferred[request.sender] = until
-            self._settle(request, State.PENDING, _deferred(gate.deferred_until), result)
-            return ""
-        return self._record(request, result)
+    async def _deliver(self, request: Request, chat_id: str) -> Answer | Unanswered:
+        """Upload what the request's media needs, then send it within the retry policy."""
+        attachments: dict[str, str] = {}
+        if self.uploader is not None:
+            attachments = await self.uploader.attachments(request.parts)
+        body = encode(request.body(attachments))
+        return await self._attempts(request, request.path(chat_id), body)
 
     async def _attempts(self, request: Request, path: str, body: bytes) -> Answer | Unanswered:
         """Send one request until an answer worth keeping, within the retry policy."""
-        digest = body_digest(body)
+        # Only explicit keys can meet other content (see running._conflicts); the digest
+        # is of the planned body, media by reference, so an upload's id does not matter.
+        digest = "" if request.key.startswith(KEY_PREFIX) else body_digest(encode(request.body()))
 
         async def post() -> Answer | Unanswered:
             # The intent is committed only now, with the slot held and the rate slot
@@ -303,13 +357,31 @@ class Sender:
         self, call: Callable[[], Awaitable[Answer | Unanswered]]
     ) -> Answer | Unanswered:
         """Make a call, paced, and again where that is safe and useful, within the policy."""
+        started = anyio.current_time()
+        try:
+            # Most calls succeed at once: only a call that needs a retry pays for stamina.
+            return self._judge(await self._paced(call))
+        except _Retry as first:
+            return await self._retry(call, first, started)
+        except _Fatal as fatal:
+            self.stop(Stopped(fatal.answer.message, fatal.answer.code))
+            return fatal.answer
+
+    async def _retry(
+        self, call: Callable[[], Awaitable[Answer | Unanswered]], first: _Retry, started: float
+    ) -> Answer | Unanswered:
+        """The attempts after a first one that deserved another, with backoff and jitter."""
         policy = self.config.retry
+        await anyio.sleep(first.wait or policy.wait_initial)
+        left = policy.total_seconds - (anyio.current_time() - started)
+        if policy.attempts < 2 or left <= 0:
+            return first.result
         try:
             async for attempt in stamina.retry_context(
                 on=_backoff,
-                attempts=policy.attempts,
-                timeout=policy.total_seconds,
-                wait_initial=policy.wait_initial,
+                attempts=policy.attempts - 1,
+                timeout=left,
+                wait_initial=policy.wait_initial * 2,
                 wait_max=policy.wait_max,
                 wait_jitter=policy.wait_jitter,
             ):
@@ -325,18 +397,21 @@ class Sender:
     async def _paced(
         self, call: Callable[[], Awaitable[Answer | Unanswered]]
     ) -> Answer | Unanswered:
-        """One attempt: a request slot, then the rate limiter's schedule, then the call."""
-        async with self.slots:
-            await self.limiter.acquire()
-            if self.stopping:
-                return _STOPPED
-            self.in_flight += 1
-            try:
-                return await call()
-            finally:
-                self.in_flight -= 1
-                if not self.in_flight:
-                    self._idle.set()
+        """One attempt: the rate limiter's schedule, then the call.
+
+        Requests in flight are bounded by the number of workers: every call is made
+        by one, one at a time.
+        """
+        await self.limiter.acquire()
+        if self.stopping:
+            return _STOPPED
+        self.in_flight += 1
+        try:
+            return await call()
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
 
     def _judge(self, result: Answer | Unanswered) -> Answer | Unanswered:
         """Return an answer worth keeping; raise _Retry or _Fatal for the others."""
@@ -362,7 +437,6 @@ class Sender:
             chat_id = str(chat.get("id") or message.get("chat_id") or "")
             self.journal.sent(
                 request.key,
-                chat=request.chat,
                 chat_id=chat_id,
                 message_id=str(message.get("id") or ""),
                 trace_id=result.trace_id,
@@ -411,11 +485,3 @@ def _state(record: Record | None) -> State | None:
 def _deferred(until: float) -> str:
     when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"deferred until {when}: the line is out of capacity; rerun after that"
-
-
-def lines_of(requests: Iterable[Request]) -> dict[str, int]:
-    """How many requests each sender line will send."""
-    counts: dict[str, int] = defaultdict(int)
-    for request in requests:
-        counts[request.sender] += 1
-    return dict(counts)
