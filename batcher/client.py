@@ -127,6 +127,27 @@ class ChertClient:
             return Unanswered(f"connection failed ({type(exc).__name__})")
         return read_answer(response)
 
+    async def upload(self, url: str, data: bytes, headers: dict[str, str]) -> Answer | Unanswered:
+        """PUT an attachment's bytes where its reservation said: bearer auth only, as documented."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and is_loopback(parts.hostname or "")
+        ):
+            # The bearer token goes with the bytes: never over plain http to another machine.
+            return Answer(0, {}, message=f"the upload URL {url!r} is not https", retryable=False)
+        sent = {
+            **headers,
+            "Authorization": f"Bearer {self.credentials.secret}",
+            "Content-Length": str(len(data)),
+        }
+        try:
+            response = await self.http.put(url, content=data, headers=sent)
+        except httpx.TimeoutException:
+            return Unanswered("no answer to the upload before the timeout")
+        except httpx.TransportError as exc:
+            return Unanswered(f"upload connection failed ({type(exc).__name__})")
+        return read_answer(response)
+
 
 def read_answer(response: httpx.Response) -> Answer:
     """An Answer from any response: the documented envelope, or what can be told without it."""
