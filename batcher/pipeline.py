@@ -152,7 +152,7 @@ def validate_file(options: JobOptions) -> Report:
             # writing overlaps with the numbers a helper process may still be working out.
             planned = _planned(sheet, columns, validator, planner)
             write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
-        report = summarize(options, planner.finish(plans), outcomes)
+        report = summarize(options, Plan(tuple(plans)), outcomes)  # no need for its chats
     report.planned_only = True
     return report
 

@@ -209,24 +209,25 @@ class Planner:
             return RowPlan(message.row, Status.INVALID, problem=keys)
         self._count(content, message.row)
         requests = tuple(
+            # Positionally, in Request's field order (one or two per row: it adds up).
             Request(
-                key=key,
-                row=message.row,
-                step=step,
-                chat=ref,
-                creates_chat=creates and step == 1,
-                sender=message.sender,
-                recipients=message.recipients,
-                subject=message.subject,
-                parts=parts,
-                chat_id=existing,
+                key,
+                message.row,
+                step,
+                ref,
+                creates and step == 1,
+                message.sender,
+                message.recipients,
+                message.subject,
+                parts,
+                existing,
             )
             for step, (key, parts) in enumerate(zip(keys, steps, strict=True), start=1)
         )
         self.chats.setdefault(ref, []).extend(requests)
         for key in keys:
             self.key_owner[key] = message.row
-        return RowPlan(message.row, Status.PENDING, requests=requests)
+        return RowPlan(message.row, Status.PENDING, requests)
 
     def _keys(
         self, message: Message, occurrence: int, steps: list[tuple[Part, ...]]
