@@ -196,7 +196,7 @@ def planned_outcome(row: RowPlan) -> RowOutcome:
             error_message=f"repeats row {row.duplicate_of}; not sent again "
             "(--allow-duplicates sends it anyway)",
         )
-    keys = " ".join(request.key for request in row.requests)
+    keys = " ".join([request.key for request in row.requests])
     chat_id = row.requests[0].chat_id if row.requests else ""
     return RowOutcome(row.status, chat_id=chat_id, idempotency_key=keys)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from batcher.columns import map_columns
 from batcher.loading import load_sheet
-from batcher.planning import Planner, plan_rows
+from batcher.planning import _URL_IN_TEXT, Planner, _has_web_address, plan_rows
 from batcher.validation import Rules, validate_row
 from tests.sheets import write_csv
 
@@ -39,3 +41,24 @@ def test_planner_row_by_row(tmp_path: Path) -> None:
             "pending" if duplicates else "duplicate",
             "invalid",
         ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see https://x.io",
+        "see HTTP://x.io",
+        "WwW.x.io",
+        "go to www.x.io now",
+        "http\u017f://x.io",  # a long s matches s when case is ignored
+        "https:// x.io",
+        "www. x",
+        "ftp://x.io",
+        "a.b.c, no address",
+        "Grüße ☕ İstanbul",
+        "",
+    ],
+)
+def test_web_address_shortcut(text: str) -> None:
+    """The substring shortcut before the search never changes its answer."""
+    assert _has_web_address(text) == (_URL_IN_TEXT.search(text) is not None)
