@@ -138,13 +138,12 @@ def validate_file(options: JobOptions) -> Report:
     with _cyclic_gc_paused():
         sheet, columns, validator = _open(options)
         planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
-        plans: list[RowPlan] = []
-        outcomes: dict[int, RowOutcome] = {}
+        report = Report(options.path, options.output, planned_only=True)
 
         def outcome(plan: RowPlan, sent: RowOutcome | None) -> RowOutcome:
-            plans.append(plan)
-            outcomes[plan.row] = sent or planned_outcome(plan)
-            return outcomes[plan.row]
+            made = sent or planned_outcome(plan)
+            _count(report, plan, made)  # as summarize() would, without keeping every row
+            return made
 
         with validator:
             validator.prefetch(sheet.rows)
@@ -152,8 +151,6 @@ def validate_file(options: JobOptions) -> Report:
             # writing overlaps with the numbers a helper process may still be working out.
             planned = _planned(sheet, columns, validator, planner)
             write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
-        report = summarize(options, Plan(tuple(plans)), outcomes)  # no need for its chats
-    report.planned_only = True
     return report
 
 
@@ -205,13 +202,17 @@ def summarize(options: JobOptions, plan: Plan, outcomes: dict[int, RowOutcome]) 
     """Counts by status and by code, and every problem in sheet order."""
     report = Report(options.path, options.output)
     for row in plan.rows:
-        outcome = outcomes[row.row]
-        report.by_status[outcome.status] += 1
-        if outcome.error_code.isdigit():
-            report.by_code[int(outcome.error_code)] += 1
-        if row.problem is not None:
-            report.problems.append(row.problem)
+        _count(report, row, outcomes[row.row])
     return report
+
+
+def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
+    """Count one row in the summary."""
+    report.by_status[outcome.status] += 1
+    if outcome.error_code.isdigit():
+        report.by_code[int(outcome.error_code)] += 1
+    if row.problem is not None:
+        report.problems.append(row.problem)
 
 
 def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
