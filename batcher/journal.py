@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -82,7 +84,13 @@ def body_digest(body: bytes) -> str:
 
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with a Z, to the second."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_second(int(time.time()))
+
+
+@lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    # Formatted once per second: the journal asks for it on every state change.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _RECORD_COLUMNS = ", ".join(Record._fields)
@@ -95,13 +103,27 @@ class Journal:
         self.path = path
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
+            # One run at a time per journal; it also spares every commit the shared-memory
+            # index that WAL needs when other processes might read.
+            self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self.db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a killed process; only a power cut can lose
             # the last commits, and those are then resent under the same keys.
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=5000")
+            # Checkpoints are what fsync in WAL mode: take them rarely while sending
+            # (and once at close) rather than every thousand pages.
+            self.db.execute("PRAGMA wal_autocheckpoint=20000")
+            self.db.execute("PRAGMA busy_timeout=2000")
             with self._transaction():
                 self._create()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise OutputError(f"the journal {path} cannot be used ({exc}).") from None
+            raise OutputError(
+                f"the journal {path} is in use by another chert-batch run.",
+                hint="Two runs of one sheet would race each other: wait for the other to "
+                "finish, or stop it, then run again.",
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise OutputError(
                 f"the journal {path} cannot be used ({exc}).",
@@ -168,19 +190,17 @@ class Journal:
 
     # Each state change below is one statement, so one transaction of its own (autocommit).
 
-    def intend(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> int:
-        """Commit that a request is about to be sent; return its attempt number."""
-        (attempts,) = self.db.execute(
+    def intend(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> None:
+        """Commit that a request is about to be sent (and count the attempt)."""
+        self.db.execute(
             """INSERT INTO requests (key, body_sha256, row, step, chat, state, attempts, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, 1, ?)
                ON CONFLICT (key) DO UPDATE SET state = excluded.state,
                    body_sha256 = excluded.body_sha256, row = excluded.row, step = excluded.step,
                    chat = excluded.chat, attempts = attempts + 1,
-                   updated_at = excluded.updated_at
-               RETURNING attempts""",
+                   updated_at = excluded.updated_at""",
             (key, body_sha256, row, step, chat, State.SENDING, now_iso()),
-        ).fetchone()
-        return int(attempts)
+        )
 
     def sent(self, key: str, *, chat_id: str, message_id: str, trace_id: str) -> None:
         """Commit a success, with the ids the API gave."""

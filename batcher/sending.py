@@ -16,7 +16,7 @@ import logging
 import math
 import signal
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -178,7 +178,10 @@ class Sender:
         self._idle = anyio.Event()
         self._records: dict[str, Record] = {}
         self._open = 0
-        self._queue, self._chats = anyio.create_memory_object_stream[_Chat](math.inf)
+        # Chats ready to be worked on. A plain deque: taking the next chat must not
+        # cost an event-loop turn, which a memory stream's receive does.
+        self._ready: deque[_Chat] = deque()
+        self._more = anyio.Event()
 
     async def send(
         self,
@@ -197,10 +200,7 @@ class Sender:
                 self.tally.total += todo
         self.on_progress(self.tally)
         self._open = len(work)
-        for chat in work:
-            self._queue.send_nowait(chat)
-        if not work:
-            self._queue.close()
+        self._ready.extend(work)
         async with anyio.create_task_group() as group:
             self._group = group
             group.start_soon(self._watch_signals)
@@ -240,18 +240,27 @@ class Sender:
         self._group.cancel_scope.cancel()
 
     async def _worker(self) -> None:
-        async for chat in self._chats:
+        while self._open:
+            if not self._ready:
+                await self._more.wait()  # parked chats come back, or the last one finished
+                continue
+            chat = self._ready.popleft()
             if self.stopping or await self._advance(chat):
                 self._finished()
 
     def _finished(self) -> None:
         self._open -= 1
         if not self._open:
-            self._queue.close()
+            self._wake_workers()
 
     def _offer(self, chats: list[_Chat]) -> None:
-        for chat in chats:
-            self._queue.send_nowait(chat)
+        if chats:
+            self._ready.extend(chats)
+            self._wake_workers()
+
+    def _wake_workers(self) -> None:
+        self._more.set()
+        self._more = anyio.Event()
 
     async def _wake(self, gate: LineGate[_Chat], delay: float) -> None:
         await anyio.sleep(delay)

@@ -274,3 +274,19 @@ def test_sigterm_stops_cleanly_then_rerun_finishes(box: RunningSandbox, tmp_path
     done = run_cli(["run", str(path), "--yes", "--rate", "0"], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert_exactly_once(box, 100)
+
+
+def test_one_run_per_journal(box: RunningSandbox, tmp_path: Path) -> None:
+    """A second run on a journal in use is refused, saying why, and sends nothing."""
+    path = sheet(tmp_path / "in.csv", direct_rows(200))
+    env = cli_env(box)
+    first = start_cli(["run", str(path), "--yes", "--rate", "20"], env)
+    deadline = time.monotonic() + 30
+    while not ledger(box) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run_cli(["run", str(path), "--yes", "--rate", "0"], env)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=20)
+    assert second.returncode == 2
+    assert "is in use by another chert-batch run" in second.stderr
+    assert_exactly_once(box, len(ledger(box)))
