@@ -102,7 +102,8 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.db = sqlite3.connect(path, isolation_level=None)
+            # A journal held by another run stays held: fail fast rather than wait for it.
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=0.5)
             # One run at a time per journal; it also spares every commit the shared-memory
             # index that WAL needs when other processes might read.
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -113,7 +114,6 @@ class Journal:
             # Checkpoints are what fsync in WAL mode: take them rarely while sending
             # (and once at close) rather than every thousand pages.
             self.db.execute("PRAGMA wal_autocheckpoint=20000")
-            self.db.execute("PRAGMA busy_timeout=2000")
             with self._transaction():
                 self._create()
         except sqlite3.OperationalError as exc:

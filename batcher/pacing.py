@@ -46,8 +46,11 @@ class RateLimiter:
         self.next_start = start + self.interval
         if start > now:
             await anyio.sleep(start - now)
-        while len(self.recent) == self.recent.maxlen and self.clock() - self.recent[0] < 1.0:
-            await anyio.sleep(self.recent[0] + 1.0 - self.clock())
+        while len(self.recent) == self.recent.maxlen:
+            room = self.recent[0] + 1.0 - self.clock()
+            if room <= 0:
+                break
+            await anyio.sleep(room)
         self.recent.append(self.clock())
 
     def hold(self, seconds: float) -> None:

@@ -287,6 +287,6 @@ def test_one_run_per_journal(box: RunningSandbox, tmp_path: Path) -> None:
     second = run_cli(["run", str(path), "--yes", "--rate", "0"], env)
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=20)
-    assert second.returncode == 2
+    assert second.returncode == 2, second.stdout + second.stderr
     assert "is in use by another chert-batch run" in second.stderr
     assert_exactly_once(box, len(ledger(box)))
