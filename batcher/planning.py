@@ -26,8 +26,9 @@ from batcher.model import Part, Problem, Status
 from batcher.validation import Message
 
 KEY_PREFIX = "cb1-"
-# Built once: json.dumps() with options builds a new encoder on every call.
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Built once: json.dumps() with options builds a new encoder on every call. The key
+# material is made fresh for each key, so it cannot hold a cycle worth checking for.
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
 
 ContentId = tuple[str, tuple[str, ...], str, tuple[Part, ...], str]
