@@ -167,6 +167,8 @@ def _load_xlsx(path: Path, sheet: str | None) -> Sheet:
     name, index, column_offset, records = _read_workbook(path, sheet)
     header_number, headers, rows = _build(f"{path}, sheet {name!r},", records)
     scientific = _scientific_cells(path, index, column_offset)
+    if scientific:
+        rows = _as_shown(rows, scientific)
     return Sheet(
         path,
         "xlsx",
@@ -176,6 +178,33 @@ def _load_xlsx(path: Path, sheet: str | None) -> Sheet:
         sheet_name=name,
         scientific=scientific,
     )
+
+
+def _as_shown(
+    rows: tuple[SheetRow, ...], scientific: frozenset[tuple[int, int]]
+) -> tuple[SheetRow, ...]:
+    """Scientific cells as the spreadsheet shows them (1.41555E+10), not as rounded digits.
+
+    The digits calamine reads (14155500000) look like a real number, and a results
+    sheet that wrote them back would turn a refused row into a sendable one, to a
+    different person. Written as shown, the damage stays visible and refused.
+    """
+    shown = []
+    for row in rows:
+        cells = list(row.cells)
+        for column, text in enumerate(cells):
+            if (row.number, column) in scientific and _is_number(text):
+                cells[column] = f"{float(text):.5E}"
+        shown.append(row._replace(cells=tuple(cells)))
+    return tuple(shown)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_workbook(path: Path, sheet: str | None) -> tuple[str, int, int, list[tuple[str, ...]]]:

@@ -307,9 +307,8 @@ def _split_recipients(cell: str) -> list[str]:
     return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
 
 
-def _scientific_cell(stored: str) -> str:
+def _scientific_cell(shown: str) -> str:
     return (
-        "the cell is formatted as scientific (shown like 1.41555E+10), so the spreadsheet "
-        f"has already rounded the number to {stored} and the real number cannot be "
-        f"recovered. {RETYPE}"
+        f"the cell is formatted as scientific ({shown}), so the spreadsheet has already "
+        f"rounded away digits and the real number cannot be recovered. {RETYPE}"
     )

@@ -187,3 +187,18 @@ def test_sent_rows_carried_over(tmp_path: Path) -> None:
     assert request.path() == "/chats/chat-9/messages"
     validate_file(JobOptions(path=path, out=tmp_path / "r.csv"))
     assert read_csv(tmp_path / "r.csv")[1][3:6] == ["sent", "chat-9", "m-1"]
+
+
+def test_scientific_cell_stays_refused_through_the_results_sheet(tmp_path: Path) -> None:
+    """A number Excel rounded is written back as shown, so a rerun cannot 'repair' it."""
+    path = write_xlsx(
+        tmp_path / "in.xlsx",
+        [["From", "To", "Text"], [SENDER, 14155500000, "hi"]],
+        formats={(2, 2): "0.00E+00"},
+    )
+    first = validate_file(JobOptions(path=path))
+    assert read_xlsx(first.output)[1][1] == "1.41555E+10"
+    again = prepare(JobOptions(path=first.output, out=tmp_path / "again.xlsx"))
+    (row,) = again.plan.rows
+    assert row.problem is not None
+    assert row.problem.code == 1003

@@ -73,7 +73,8 @@ def test_scientific_xlsx_cell_refused(tmp_path: Path) -> None:
     problem = prepared.plan.rows[0].problem
     assert problem is not None
     assert "formatted as scientific" in problem.message
-    assert "14155500000" in problem.message
+    assert "(1.41555E+10)" in problem.message
+    assert problem.value == "1.41555E+10"
 
 
 def test_thirty_one_recipients_make_a_group(tmp_path: Path) -> None:
