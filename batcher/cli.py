@@ -95,6 +95,12 @@ def job_options(command: F) -> F:
             help="Send rows that repeat an earlier row exactly, instead of skipping them.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        click.option(
+            "--allow-loopback-media",
+            is_flag=True,
+            hidden=True,
+            help="For tests only: media URLs may be plain http to this machine.",
+        ),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -123,6 +129,7 @@ def validate(
     campaign: str,
     allow_duplicates: bool,
     as_json: bool,
+    allow_loopback_media: bool,
 ) -> None:
     """Check a handoff file and write its results sheet; send nothing.
 
@@ -138,6 +145,7 @@ def validate(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        allow_loopback_media=allow_loopback_media,
     )
     try:
         report = validate_file(options)
@@ -283,6 +291,7 @@ def run(
     campaign: str,
     allow_duplicates: bool,
     as_json: bool,
+    allow_loopback_media: bool,
     journal: Path | None,
     rate: float,
     concurrency: int,
@@ -318,6 +327,7 @@ def run(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        allow_loopback_media=allow_loopback_media,
     )
     options = RunOptions(
         job=job,

@@ -104,6 +104,11 @@ def check_media(value: str, folder: Path, *, allow_loopback: bool = False) -> Me
         return Media(MediaKind.URL, value, location=value)
     if kind is MediaKind.FILE:
         return check_file(value, folder)
+    if any(character.isspace() for character in value):
+        raise MediaProblem(
+            f"{value!r} is neither an attachment id (it has spaces) nor a file name "
+            "(it has no extension such as .png)."
+        )
     return Media(MediaKind.ATTACHMENT, value)
 
 

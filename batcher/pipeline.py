@@ -16,6 +16,7 @@ from typing import Any
 
 from batcher.columns import ColumnMap, map_columns
 from batcher.loading import Sheet, load_sheet
+from batcher.media import Media
 from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
 from batcher.planning import Plan, Planner, RowPlan, SettledRow
 from batcher.results import default_output, write_rows
@@ -33,6 +34,8 @@ class JobOptions:
     default_sender: str = ""
     campaign: str = ""
     allow_duplicates: bool = False
+    # Test-only: media URLs may be plain http to this machine.
+    allow_loopback_media: bool = False
 
     @property
     def output(self) -> Path:
@@ -48,6 +51,8 @@ class Prepared:
     columns: ColumnMap
     plan: Plan
     carried: dict[int, RowOutcome]
+    # Media to upload before sending, by the reference parts carry (see batcher.media).
+    media: dict[str, Media] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,7 +135,7 @@ def prepare(options: JobOptions) -> Prepared:
                 plans.append(plan)
                 if sent is not None:
                     carried[plan.row] = sent
-        return Prepared(sheet, columns, planner.finish(plans), carried)
+        return Prepared(sheet, columns, planner.finish(plans), carried, validator.media)
 
 
 def validate_file(options: JobOptions) -> Report:
@@ -161,7 +166,12 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
     columns = map_columns(
         sheet.headers, where=where, has_default_sender=bool(options.default_sender)
     )
-    rules = Rules(region=options.region, default_sender=options.default_sender)
+    rules = Rules(
+        region=options.region,
+        default_sender=options.default_sender,
+        folder=options.path.parent,
+        allow_loopback_media=options.allow_loopback_media,
+    )
     return sheet, columns, RowValidator(columns, rules, sheet.scientific)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,11 +16,13 @@ import httpx
 from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import UsageError
 from batcher.journal import Journal, Record, State, body_digest
+from batcher.media import Media
 from batcher.model import RowOutcome, Status
 from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
+from batcher.uploading import Uploader
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,9 @@ def run_file(
                 ref: tuple(r for r in requests if r.key not in conflicts)
                 for ref, requests in plan.chats.items()
             }
-            result = anyio.run(_send, journal, options.send, target, chats, records, on_progress)
+            result = anyio.run(
+                _send, journal, options, target, _Work(chats, records, prepared.media), on_progress
+            )
             report.stopped, report.deferred = result.stopped, result.deferred
             report.sent_now = result.sent
             records = journal.records(keys)
@@ -134,28 +139,53 @@ def run_file(
     return report
 
 
+@dataclass(frozen=True)
+class _Work:
+    """What the sending stage works on: the chats, what the journal knows, media to upload."""
+
+    chats: dict[str, tuple[Request, ...]]
+    records: dict[str, Record]
+    media: dict[str, Media]
+
+
 async def _send(
     journal: Journal,
-    config: SendConfig,
+    options: RunOptions,
     target: Target,
-    chats: dict[str, tuple[Request, ...]],
-    records: dict[str, Record],
+    work: _Work,
     on_progress: Callable[[Tally], None],
 ) -> SendResult:
+    config = options.send
     limits = httpx.Limits(
         max_connections=config.concurrency, max_keepalive_connections=config.concurrency
     )
     host = httpx.URL(target.base_url).host
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(config.timeout),
-        limits=limits,
-        # Proxy settings from the environment are for the public API, never for loopback.
-        trust_env=not is_loopback(host),
-        follow_redirects=False,
-    ) as http:
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(config.timeout),
+                limits=limits,
+                # Proxy settings from the environment are for the public API, not loopback.
+                trust_env=not is_loopback(host),
+                follow_redirects=False,
+            )
+        )
         client = ChertClient(http, target.base_url, target.credentials)
         sender = Sender(client, journal, config, on_progress=on_progress)
-        return await sender.send(chats, records, journal.chat_ids())
+        if work.media:
+            # Media URLs are fetched by a client of their own: it never carries our
+            # credentials, and it follows no redirect it has not checked.
+            downloads = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=httpx.Timeout(config.timeout), follow_redirects=False)
+            )
+            sender.uploader = Uploader(
+                sender,
+                journal,
+                work.media,
+                downloads,
+                allow_loopback=options.job.allow_loopback_media,
+            )
+        return await sender.send(work.chats, work.records, journal.chat_ids())
 
 
 def _check_target(journal: Journal, target: Target) -> None:

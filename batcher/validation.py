@@ -10,17 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
+from batcher.media import Media, MediaKind, MediaProblem, check_media
 from batcher.model import Part, Problem
 from batcher.phones import RETYPE, PhoneBook
 
 MAX_RECIPIENTS = 31
 _RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
-_ATTACHMENT_ID = re.compile(r"\S+")
 # Keys chert-batch derives itself: a version prefix and 32 hex digits (see batcher.planning).
 DERIVED_KEY = re.compile(r"cb1-[0-9a-f]{32}")
 # What a results CSV prefixed with "'" so that a spreadsheet would not run it as a formula.
@@ -29,10 +30,14 @@ _ESCAPED_CELL = re.compile(r"'[=+\-@\t\r]")
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What validation needs from the options: region, fallback sender, duplicates policy."""
+    """What validation needs from the options: region, fallback sender, where media lives."""
 
     region: str = "US"
     default_sender: str = ""
+    # Media files are named relative to the sheet's folder, and may not leave it.
+    folder: Path = Path()
+    # Test-only: let media URLs be plain http on this machine (the tests' own servers).
+    allow_loopback_media: bool = False
 
 
 class Message(NamedTuple):
@@ -109,6 +114,9 @@ class RowValidator:
         self.senders = PhoneBook(rules.region, sender=True)
         self.recipients = PhoneBook(rules.region)
         self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
+        # Each distinct media cell checked once; what files and URLs need uploading, by ref.
+        self.media_cells: dict[str, Media | str] = {}
+        self.media: dict[str, Media] = {}
         self._pieces: dict[str, list[str]] = {}  # cells prefetch split, until validated
 
     def __enter__(self) -> RowValidator:
@@ -279,14 +287,11 @@ class RowValidator:
                     1002,
                     f"{value!r} is not a web address. Start it with https://.",
                 )
-            if kind == "media" and not _ATTACHMENT_ID.fullmatch(value):
-                return self._problem(
-                    number,
-                    index,
-                    value,
-                    1002,
-                    f"{value!r} is not an attachment id (it has spaces).",
-                )
+            if kind == "media":
+                media = self._media(value)
+                if isinstance(media, str):
+                    return self._problem(number, index, value, 1002, media)
+                value = media.ref
             parts.append(Part(kind, value))
             names.append(name)
         if not parts:
@@ -300,6 +305,22 @@ class RowValidator:
                 "empty. Write the message, or delete the row.",
             )
         return tuple(parts), tuple(names)
+
+    def _media(self, value: str) -> Media | str:
+        """A media cell's check, once per distinct cell: the media, or why it must not go."""
+        verdict = self.media_cells.get(value)
+        if verdict is None:
+            try:
+                verdict = check_media(
+                    value, self.rules.folder, allow_loopback=self.rules.allow_loopback_media
+                )
+            except MediaProblem as problem:
+                verdict = str(problem)
+            else:
+                if verdict.kind is not MediaKind.ATTACHMENT:
+                    self.media[verdict.ref] = verdict
+            self.media_cells[value] = verdict
+        return verdict
 
 
 def _split_recipients(cell: str) -> list[str]:

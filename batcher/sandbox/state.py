@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from batcher.media import ACCEPTED, ACCEPTED_TYPES
 from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.errors import (
     CAPACITY,
@@ -410,6 +411,8 @@ class State:
         content_type = body["content_type"]
         if not isinstance(content_type, str) or "/" not in content_type:
             raise invalid("content_type must be a MIME type such as image/png")
+        if content_type.lower() not in ACCEPTED_TYPES:
+            raise invalid(f"content_type {content_type} is not sent; accepted: {ACCEPTED}")
         size = body["size_bytes"]
         limit = self.config.max_upload_bytes
         # bool is an int subclass; true is not a size.
