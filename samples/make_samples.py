@@ -13,7 +13,7 @@ from pathlib import Path
 from openpyxl import Workbook
 
 HERE = Path(__file__).parent
-HEADERS = ["First name", "From", "To", "Group name", "Message", "Link", "Owner"]
+HEADERS = ["First name", "From", "To", "Group name", "Message", "Link", "Image", "Owner"]
 DEMO = "+15555550100"
 EVENTS = "+15555550101"
 # Numbers that are numeric cells in the XLSX (a CSV holds them as the same digits).
@@ -24,39 +24,40 @@ SCIENTIFIC = "14155500000"  # someone typed 1.41555E+10: the digits are already 
 # fmt: off
 ROWS: list[list[str]] = [
     ["Sam", DEMO, "+1 415 555 1234", "", "Hi Sam, thanks for stopping by our booth! "
-     "Want a 15-minute demo next week?", "", "dana"],
+     "Want a 15-minute demo next week?", "", "", "dana"],
     ["Priya", DEMO, "(415) 555-2671", "", "Hi Priya, great meeting you at SaaStr. "
-     "Can I send over the pricing sheet?", "", "dana"],
+     "Can I send over the pricing sheet?", "", "", "dana"],
     ["Marcus", DEMO, "14155553390", "", "Hi Marcus, your trial ends Friday. "
-     "Any questions before then?", "", "dana"],
+     "Any questions before then?", "", "", "dana"],
     ["Lena", DEMO, "+44 20 7946 0958", "", "Hi Lena, following up on the London pilot. "
-     "Does Thursday work?", "", "li"],
-    ["Tom", DEMO, "0044 7911 123456", "", "Hi Tom, your demo account is ready.", "", "li"],
+     "Does Thursday work?", "", "", "li"],
+    ["Tom", DEMO, "0044 7911 123456", "", "Hi Tom, your demo account is ready.", "", "", "li"],
     ["Ana", EVENTS, "415.555.7788", "", "Hi Ana, see you at the launch party on the 12th!",
-     "", "li"],
+     "", "launch-banner.png", "li"],
     ["Dev", EVENTS, "tel:+1-628-555-2147", "", "Hi Dev, your badge is waiting at the front desk.",
-     "", "li"],
-    ["Kim", EVENTS, "16505558812", "", "Hi Kim, we saved you a seat at the keynote.", "", "li"],
-    ["Omar", EVENTS, "1-212-555-4410", "", "Hi Omar, the workshop moved to room 4B.", "", "li"],
+     "", "", "li"],
+    ["Kim", EVENTS, "16505558812", "", "Hi Kim, we saved you a seat at the keynote.", "", "", "li"],
+    ["Omar", EVENTS, "1-212-555-4410", "", "Hi Omar, the workshop moved to room 4B.", "", "", "li"],
     ["Lucía", EVENTS, "+34 612 345 678", "", "Hola Lucía, gracias por venir. ¿Hablamos el lunes?",
-     "", "li"],
+     "", "", "li"],
     ["Ben", DEMO, "442079460123", "", "Hi Ben, the contract is ready for your signature.", "",
-     "dana"],
+     "", "dana"],
     ["Chloe", DEMO, "(646) 555-3019", "", "Hi Chloe, quick question about your rollout.", "",
-     "dana"],
+     "", "dana"],
     ["", DEMO, "+14155551234; (415) 555-2671; 14155553390", "Spring launch crew",
-     "Starting this group for the launch plan. Dates coming shortly.", "", "dana"],
+     "Starting this group for the launch plan. Dates coming shortly.", "",
+     "launch-banner.png", "dana"],
     ["", EVENTS, "415.555.7788, 16505558812", "Pilot kickoff",
-     "Kickoff notes are up, agenda below.", "https://example.com/pilot", "li"],
+     "Kickoff notes are up, agenda below.", "https://example.com/pilot", "", "li"],
     ["Sam", DEMO, "+1 415 555 1234", "", "Here is the deck I mentioned.",
-     "https://example.com/deck", "dana"],
+     "https://example.com/deck", "", "dana"],
     ["Priya", DEMO, "(415) 555-2671", "", "Hi Priya, great meeting you at SaaStr. "
-     "Can I send over the pricing sheet?", "", "dana"],
+     "Can I send over the pricing sheet?", "", "", "dana"],
     [],
-    ["Nina", DEMO, "415-555-12", "", "Hi Nina, welcome aboard!", "", "li"],
-    ["Raj", DEMO, SCIENTIFIC, "", "Hi Raj, your invoice is attached.", "", "li"],
+    ["Nina", DEMO, "415-555-12", "", "Hi Nina, welcome aboard!", "", "", "li"],
+    ["Raj", DEMO, SCIENTIFIC, "", "Hi Raj, your invoice is attached.", "", "", "li"],
     ["Eva", EVENTS, "(312) 555-0199", "", "Hi Eva, book your slot here: "
-     "https://example.com/book", "", "li"],
+     "https://example.com/book", "", "", "li"],
 ]
 # fmt: on
 
@@ -73,7 +74,7 @@ def write_xlsx(path: Path) -> None:
         for cell in cells:
             if cell.value == int(SCIENTIFIC):
                 cell.number_format = "0.00E+00"
-    for letter, width in zip("ABCDEFG", (11, 14, 40, 20, 60, 28, 8), strict=True):
+    for letter, width in zip("ABCDEFGH", (11, 14, 40, 20, 60, 28, 18, 8), strict=True):
         sheet.column_dimensions[letter].width = width
     book.save(path)
 
