@@ -346,9 +346,8 @@ def run(
                     box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox"
                 )
             else:
-                target = Target(
-                    check_base_url(base_url), _credentials(auth, tenant), label=base_url
-                )
+                url = check_base_url(base_url)
+                target = Target(url, _credentials(auth, tenant), label=url)
 
             def confirm(preview: Preview) -> bool:
                 if yes:

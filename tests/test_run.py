@@ -204,11 +204,12 @@ def test_wrong_secret_stops_at_once_with_exit_3(
     """Bad credentials stop the whole run at once, saying to check the secret."""
     path = sheet(tmp_path / "in.csv", direct_rows(40))
     env = cli_env(box, CHERT_SIGNING_SECRET="Zq-not-the-secret")
-    done = run_cli(["run", str(path), "--yes", "--auth", auth, "--rate", "0"], env)
+    done = run_cli(["run", str(path), "--yes", "--auth", auth, "--rate", "0", "-vv"], env)
     assert done.returncode == 3
     assert "Chert refused the credentials (2004" in done.stdout
     assert "check CHERT_SIGNING_SECRET" in done.stdout.replace("Check", "check")
-    assert "Zq-not-the-secret" not in done.stdout + done.stderr  # never printed
+    assert "Zq-not-the-secret" not in done.stdout + done.stderr  # not even in -vv logs
+    assert "HTTP Request: POST" in done.stderr
     assert stats(box)["requests"] <= 8
     assert ledger(box) == []
 
