@@ -291,3 +291,40 @@ def test_one_run_per_journal(box: RunningSandbox, tmp_path: Path) -> None:
     assert second.returncode == 2, second.stdout + second.stderr
     assert "is in use by another chert-batch run" in second.stderr
     assert_exactly_once(box, len(ledger(box)))
+
+
+def test_clock_skew_stops_the_run_and_says_check_the_clock(tmp_path: Path) -> None:
+    """401 / 2013 (a server whose clock disagrees, which no sandbox fakes on demand) stops all."""
+    import anyio
+
+    from batcher.client import ChertClient
+    from batcher.journal import Journal
+    from batcher.pipeline import prepare
+    from batcher.render import run_summary
+    from batcher.sending import Sender
+
+    seen: list[str] = []
+
+    def skewed(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        error = {"status": 401, "code": 2013, "message": "timestamp skew", "retryable": False}
+        return httpx.Response(401, json={"success": False, "error": error, "trace_id": "t"})
+
+    plan = prepare(JobOptions(path=sheet(tmp_path / "in.csv", direct_rows(20)))).plan
+    journal = Journal(tmp_path / "j.sqlite")
+
+    async def go() -> RunReport:
+        transport = httpx.MockTransport(skewed)
+        async with httpx.AsyncClient(transport=transport) as http:
+            client = ChertClient(http, "https://api.example/api/v1", Credentials("s", "hmac", "t"))
+            result = await Sender(client, journal, SendConfig(rate=0, concurrency=1)).send(
+                plan.chats, {}, {}
+            )
+        report = RunReport(tmp_path / "in.csv", tmp_path / "out.csv", journal=tmp_path / "j")
+        report.stopped = result.stopped
+        return report
+
+    report = anyio.run(go)
+    assert len(seen) == 1  # the first refusal stops everything
+    assert report.exit_code == 3
+    assert "Check this machine's clock" in run_summary(report, "chert-batch run in.csv")
