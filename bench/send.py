@@ -229,18 +229,44 @@ def throughput(box: httpx.Client, env: dict[str, str], rows: int, c: int, repeat
     }
 
 
+async def limiter_alone(base_url: str, rate: float, seconds: float) -> list[float]:
+    """batcher.pacing.RateLimiter in use: 8 workers, each acquiring a slot then calling the
+    sandbox, as the sender does; the times the slots were granted, on the client's clock."""
+    from batcher.pacing import RateLimiter
+
+    limiter = RateLimiter(rate)
+    granted: list[float] = []
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
+
+        async def worker() -> None:
+            while len(granted) < rate * seconds:
+                await limiter.acquire()
+                granted.append(time.perf_counter())
+                await http.get(f"{base_url}/phone-numbers", headers=headers)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(worker)
+    return sorted(granted)
+
+
 def pacing(box: httpx.Client, env: dict[str, str], rate: float, seconds: float) -> Figures:
-    """(b): `chert-batch run --rate R` for about `seconds`, as the server saw it."""
+    """(b): `chert-batch run --rate R` for about `seconds`, as the server saw it, and the
+    limiter alone on the client's clock (the server's arrival times add its own jitter)."""
     rows = max(2, round(rate * seconds))
     argv = run_argv(sheet_of(rows), f"rate-{rate:g}", "--rate", f"{rate:g}")
     result = sent(box, f"run --rate {rate:g}", argv, env, rows)
     achieved, worst = rate_of(result.times), busiest_second(result.times)
+    client = anyio.run(limiter_alone, env["CHERT_BASE_URL"], rate, seconds)
     return {
         "rate": rate,
         "rows": rows,
         "achieved": round(achieved, 2),
         "percent": round(100 * achieved / rate, 1),
         "worst_window": worst,
+        "client_achieved": round(rate_of(client), 1),
+        "client_worst_window": busiest_second(client),
         "pass": achieved >= RATE_GOAL * rate and worst <= rate + 1 and result.complete,
         "all_sent_once_2xx": result.complete,
     }
@@ -290,6 +316,10 @@ def render(figures: Figures) -> None:
         print(
             f"    --rate {b['rate']:<4g} achieved {b['achieved']:.1f}/s ({b['percent']} %)  "
             f"worst 1-s window {b['worst_window']}   {'PASS' if b['pass'] else 'FAIL'}"
+        )
+        print(
+            f"      limiter alone, client clock: {b['client_achieved']:.1f}/s, worst 1-s "
+            f"window {b['client_worst_window']}"
         )
     if c := figures.get("settled"):
         first = c["first_send_s"] and f"   (first send, now cached: {c['first_send_s']:.0f} s)"
