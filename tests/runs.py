@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,14 @@ def assert_exactly_once(box: RunningSandbox, expected: int) -> None:
     keys = Counter(message["idempotency_key"] for message in ledger(box))
     assert sum(keys.values()) == expected
     assert max(keys.values(), default=1) == 1
+
+
+def wait_for_deliveries(box: RunningSandbox, count: int, timeout: float = 30) -> None:
+    """Wait until the sandbox has delivered at least `count` messages (a run is under way)."""
+    deadline = time.monotonic() + timeout
+    while len(ledger(box)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} deliveries in {timeout} s"
+        time.sleep(0.05)
 
 
 def cli_env(box: RunningSandbox, **extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.runs import (
     sheet,
     start_cli,
     stats,
+    wait_for_deliveries,
 )
 
 # Retries as in production, but with short waits so that a test takes seconds.
@@ -243,9 +243,7 @@ def test_sigkill_mid_run_then_rerun_sends_each_once(box: RunningSandbox, tmp_pat
     path = sheet(tmp_path / "in.csv", direct_rows(120))
     env = cli_env(box)
     process = start_cli(["run", str(path), "--yes", "--rate", "40"], env)
-    deadline = time.monotonic() + 30
-    while len(ledger(box)) < 30 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_deliveries(box, 30)
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert 30 <= len(ledger(box)) < 120
@@ -260,9 +258,7 @@ def test_sigterm_stops_cleanly_then_rerun_finishes(box: RunningSandbox, tmp_path
     path = sheet(tmp_path / "in.csv", direct_rows(100))
     env = cli_env(box)
     process = start_cli(["run", str(path), "--yes", "--rate", "25"], env)
-    deadline = time.monotonic() + 30
-    while len(ledger(box)) < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_deliveries(box, 10)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 3, stdout + stderr
@@ -282,9 +278,7 @@ def test_one_run_per_journal(box: RunningSandbox, tmp_path: Path) -> None:
     path = sheet(tmp_path / "in.csv", direct_rows(200))
     env = cli_env(box)
     first = start_cli(["run", str(path), "--yes", "--rate", "20"], env)
-    deadline = time.monotonic() + 30
-    while not ledger(box) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_deliveries(box, 1)
     second = run_cli(["run", str(path), "--yes", "--rate", "0"], env)
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=20)
