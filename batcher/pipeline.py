@@ -204,8 +204,9 @@ def planned_outcome(row: RowPlan) -> RowOutcome:
             "(--allow-duplicates sends it anyway)",
         )
     keys = " ".join([request.key for request in row.requests])
-    chat_id = row.requests[0].chat_id if row.requests else ""
-    return RowOutcome(row.status, chat_id=chat_id, idempotency_key=keys)
+    # No chat id for a row not sent: a chat_id cell means "follow up in this chat" when
+    # the sheet is read again, and the writer keeps any chat id the row itself names.
+    return RowOutcome(row.status, idempotency_key=keys)
 
 
 def summarize(options: JobOptions, plan: Plan, outcomes: dict[int, RowOutcome]) -> Report:

@@ -202,3 +202,20 @@ def test_scientific_cell_stays_refused_through_the_results_sheet(tmp_path: Path)
     (row,) = again.plan.rows
     assert row.problem is not None
     assert row.problem.code == 1003
+
+
+def test_follow_up_of_a_sent_row_keeps_its_key_through_validate(tmp_path: Path) -> None:
+    """A pending follow-up of a sent row gets no chat id written, so its key stays put."""
+    path = write_csv(
+        tmp_path / "in.csv",
+        [
+            ["From", "To", "Text", "status", "chat_id"],
+            [SENDER, "4155551234", "hello", "sent", "chat-9"],
+            [SENDER, "4155551234", "second", "", ""],
+        ],
+    )
+    before = [r.key for r in prepare(JobOptions(path=path)).plan.requests]
+    first = validate_file(JobOptions(path=path, out=tmp_path / "r.csv"))
+    assert read_csv(first.output)[2][4] == ""
+    after = [r.key for r in prepare(JobOptions(path=first.output)).plan.requests]
+    assert after == before
