@@ -303,7 +303,7 @@ class Sender:
                 self._offer(gate.end(ok=False))
                 state = State.FAILED if failed.final else State.PENDING
                 self._settle(request, state, failed.reason)
-                self._blocked(chat, after=1)
+                self._blocked(chat, after=1, failed=state is State.FAILED)
                 return True
             if isinstance(result, Answer) and result.code == CAPACITY and not result.ok:
                 if self._capacity(gate, request, result):
@@ -315,7 +315,8 @@ class Sender:
             self._offer(gate.end(ok=isinstance(result, Answer) and result.ok))
             chat_id = self._record(request, result)
             if request.creates_chat and not chat_id:
-                self._blocked(chat, after=1)
+                # The rows waiting on a chat that was refused for good fail with it.
+                self._blocked(chat, after=1, failed=_is_final(result))
                 return True
             chat.chat_id = chat.chat_id or chat_id
             chat.position += 1
@@ -334,10 +335,14 @@ class Sender:
         self._settle(request, State.PENDING, _deferred(gate.deferred_until), answer)
         return False
 
-    def _blocked(self, chat: _Chat, after: int = 0) -> None:
-        """The chat cannot go on: its remaining requests wait (the summary says for what)."""
+    def _blocked(self, chat: _Chat, after: int = 0, *, failed: bool = False) -> None:
+        """The chat cannot go on: its remaining requests wait, or fail with its creation."""
         rest = chat.requests[chat.position + after :]
-        self.tally.pending += sum(_state(self._records.get(r.key)) is not State.SENT for r in rest)
+        count = sum(_state(self._records.get(r.key)) is not State.SENT for r in rest)
+        if failed:
+            self.tally.failed += count
+        else:
+            self.tally.pending += count
         self.on_progress(self.tally)
 
     async def _deliver(self, request: Request, chat_id: str) -> Answer | Unanswered:
@@ -453,7 +458,8 @@ class Sender:
             self.tally.sent += 1
             self.on_progress(self.tally)
             return chat_id
-        if isinstance(result, Answer) and not (result.retryable or result.status >= 500):
+        if _is_final(result):
+            assert isinstance(result, Answer)
             self._settle(request, State.FAILED, result.message, result)
         elif self.stopping and isinstance(result, Unanswered):
             pass  # interrupted: the journal keeps "sending", and the summary says so
@@ -485,6 +491,13 @@ class Sender:
 
 def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
     log.info("retry %d in %.1f s after: %s", details.retry_num, details.wait_for, details.caused_by)
+
+
+def _is_final(result: Answer | Unanswered) -> bool:
+    """A refusal that trying again cannot change."""
+    return isinstance(result, Answer) and not (
+        result.ok or result.retryable or result.status >= 500
+    )
 
 
 def _state(record: Record | None) -> State | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from batcher.client import Credentials
 from batcher.pipeline import JobOptions
 from batcher.running import RunOptions, RunReport, Target, run_file
 from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
-from batcher.sending import RetryPolicy, SendConfig
+from batcher.sending import RetryPolicy, SendConfig, Tally
 from tests.runs import (
     LINE_A,
     LINE_B,
@@ -131,9 +132,16 @@ def test_follow_up_waits_for_its_chat(box: RunningSandbox, tmp_path: Path) -> No
 
 def test_failed_creation_fails_its_follow_ups(tmp_path: Path) -> None:
     """A refused first message fails the row; later rows of that chat name it."""
+    tallies: list[Tally] = []
     with running_sandbox(SandboxConfig(lines=(LINE_A,))) as box:
         rows = [[LINE_B, recipient(1), "one"], [LINE_B, recipient(1), "two"]]
-        report = send(box, sheet(tmp_path / "in.csv", rows))
+        options = RunOptions(
+            job=JobOptions(path=sheet(tmp_path / "in.csv", rows)),
+            send=SendConfig(rate=0, retry=QUICK),
+        )
+        target = Target(box.base_url, Credentials(box.secret), "sandbox")
+        report = run_file(options, target, on_progress=lambda t: tallies.append(replace(t)))
+    assert (tallies[-1].failed, tallies[-1].pending, tallies[-1].done) == (2, 0, 2)
     with report.output.open(encoding="utf-8-sig", newline="") as stream:
         first, second = csv.DictReader(stream)
     assert (first["status"], first["error_code"]) == ("failed", "2006")
