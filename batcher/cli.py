@@ -30,6 +30,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
 from batcher.render import confirmation, run_summary, validate_summary
+from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
 from batcher.sending import SendConfig, Tally
 
@@ -320,8 +321,7 @@ def run(
         path=file,
         # Sandbox results and journal never sit where a real run would look for them:
         # a real run must not take the demo's "sent" for its own.
-        out=out
-        or (file.with_name(f"{file.stem}.sandbox.results{file.suffix}") if use_sandbox else None),
+        out=out or (default_output(file, None, tag="sandbox.results") if use_sandbox else None),
         sheet=sheet,
         region=region,
         default_sender=default_sender or "",
