@@ -17,7 +17,7 @@ from typing import Any
 from batcher.columns import ColumnMap, map_columns
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media
-from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
+from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status
 from batcher.planning import Plan, Planner, RowPlan, SettledRow
 from batcher.results import default_output, write_rows
 from batcher.validation import Message, RowValidator, Rules
@@ -88,7 +88,7 @@ class Report:
             "rows": self.total,
             "by_status": {str(status): self.by_status[status] for status in Status},
             "by_code": {
-                str(code): {"count": count, "meaning": CODE_MEANINGS.get(code, "")}
+                str(code): {"count": count, "meaning": self.meaning(code)}
                 for code, count in sorted(self.by_code.items())
             },
             "problems": [
@@ -97,11 +97,21 @@ class Report:
                     "column": problem.column,
                     "value": problem.value,
                     "code": problem.code,
+                    "meaning": self.meaning(problem.code) if problem.code else "",
                     "message": problem.message,
+                    "source": problem.source,
                 }
                 for problem in self.problems
             ],
         }
+
+    def meaning(self, code: int) -> str:
+        """What a code means; for a code chert-batch has no words for, what the API said."""
+        known = CODE_MEANINGS.get(code)
+        if known is not None:
+            return known
+        said = (p.message for p in self.problems if p.code == code and p.source == "api")
+        return next(said, "")
 
 
 @contextmanager
@@ -218,12 +228,18 @@ def summarize(options: JobOptions, plan: Plan, outcomes: dict[int, RowOutcome]) 
 
 
 def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
-    """Count one row in the summary."""
+    """Count one row in the summary; a failed row is a problem too (the API's, if coded)."""
     report.by_status[outcome.status] += 1
-    if outcome.error_code.isdigit():
+    coded = outcome.error_code.isdigit()
+    if coded:
         report.by_code[int(outcome.error_code)] += 1
     if row.problem is not None:
         report.problems.append(row.problem)
+    elif outcome.status is Status.FAILED:
+        # Local refusals are `invalid`: a failed row with a code is one Chert answered.
+        code = int(outcome.error_code) if coded else 0
+        source: ProblemSource = "api" if coded else "local"
+        report.problems.append(Problem(row.row, "", "", code, outcome.error_message, source))
 
 
 def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from batcher.model import CODE_MEANINGS, Status
+from batcher.model import Status
 from batcher.pipeline import Report
 from batcher.running import Preview, RunReport
 from batcher.sending import Stopped
@@ -47,7 +47,7 @@ def _status_table(report: Report, notes: dict[Status, str]) -> list[str]:
     if report.by_code:
         lines += ["", f"  {'code':<10} {'rows':>7}  meaning"]
         for code, count in sorted(report.by_code.items()):
-            lines.append(f"  {code:<10} {count:>7}  {CODE_MEANINGS.get(code, '')}")
+            lines.append(f"  {code:<10} {count:>7}  {report.meaning(code)}")
     return lines
 
 

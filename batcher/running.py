@@ -17,7 +17,7 @@ from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import UsageError
 from batcher.journal import Journal, Record, State, body_digest
 from batcher.media import Media
-from batcher.model import RowOutcome, Status
+from batcher.model import RowOutcome, Status, api_text
 from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import write_results
@@ -265,7 +265,7 @@ def row_outcome(
             return RowOutcome(
                 Status.FAILED,
                 error_code=str(record.error_code or ""),
-                error_message=_sent_part(done) + record.error_message,
+                error_message=_sent_part(done) + api_text(record.error_message),
                 trace_id=record.trace_id,
                 **common,
             )
@@ -302,7 +302,7 @@ def _pending_reason(row: RowPlan, plan: Plan, records: dict[str, Record]) -> str
                 "settles it without sending twice"
             )
         if record.state is State.PENDING:
-            return record.error_message
+            return api_text(record.error_message)
     return "not sent yet; run again"
 
 
