@@ -283,6 +283,12 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
 )
 @click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
 @click.option("--verbose", "-v", count=True, help="Log retries and waits (-vv: every request).")
+@click.option(
+    "--journal-max-pages",
+    type=click.IntRange(min=1),
+    hidden=True,
+    help="For tests only: cap the journal's size in pages, so that it fills up like a disk.",
+)
 def run(
     file: Path,
     out: Path | None,
@@ -304,6 +310,7 @@ def run(
     use_sandbox: bool,
     yes: bool,
     verbose: int,
+    journal_max_pages: int | None,
 ) -> None:
     """Send a handoff file through Chert: exactly once, paced, resumable.
 
@@ -333,6 +340,7 @@ def run(
         job=job,
         send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
         journal=journal,
+        journal_max_pages=journal_max_pages,
     )
     rerun = shlex.join(["chert-batch", *sys.argv[1:]]) if sys.argv[1:] else "chert-batch run"
     try:

@@ -14,8 +14,8 @@ import anyio
 import httpx
 
 from batcher.client import ChertClient, Credentials, encode, is_loopback
-from batcher.errors import UsageError
-from batcher.journal import Journal, Record, State, body_digest
+from batcher.errors import JournalError, UsageError
+from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
 from batcher.model import RowOutcome, Status, api_text
 from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
@@ -41,14 +41,13 @@ class RunOptions:
     job: JobOptions
     send: SendConfig = field(default_factory=SendConfig)
     journal: Path | None = None
+    # Test-only: cap the journal's size in pages, to meet a real "disk full" (SQLITE_FULL).
+    journal_max_pages: int | None = None
 
     @property
     def journal_path(self) -> Path:
         """`--journal`, or `<output stem>.journal.sqlite` beside the results sheet."""
-        if self.journal is not None:
-            return self.journal
-        output = self.job.output
-        return output.with_name(f"{output.stem}.journal.sqlite")
+        return self.journal or default_journal(self.job.output)
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def run_file(
 ) -> RunReport:
     """The `run` command: everything `validate` does, then send what is not yet settled."""
     prepared = prepare(options.job)
-    journal = Journal(options.journal_path)
+    journal = Journal(options.journal_path, max_pages=options.journal_max_pages)
     try:
         _check_target(journal, target)
         plan = prepared.plan
@@ -115,12 +114,9 @@ def run_file(
                 ref: tuple(r for r in requests if r.key not in conflicts)
                 for ref, requests in plan.chats.items()
             }
-            result = anyio.run(
-                _send, journal, options, target, _Work(chats, records, prepared.media), on_progress
-            )
-            report.stopped, report.deferred = result.stopped, result.deferred
-            report.sent_now = result.sent
-            records = journal.records(keys)
+            work = _Work(chats, records, prepared.media)
+            _send_all(journal, options, target, work, on_progress, report)
+            records = _records_after(journal, keys, records)
         elif todo:
             report.cancelled = True
     finally:
@@ -137,6 +133,51 @@ def run_file(
         summary.problems,
     )
     return report
+
+
+def _send_all(
+    journal: Journal,
+    options: RunOptions,
+    target: Target,
+    work: _Work,
+    on_progress: Callable[[Tally], None],
+    report: RunReport,
+) -> None:
+    """Send, and account for it in the report; a journal that fails stops the run (exit 3)."""
+    tallies: list[Tally] = []
+
+    def progress(tally: Tally) -> None:
+        if not tallies:
+            tallies.append(tally)  # the sender keeps counting in this one object
+        on_progress(tally)
+
+    failures: list[JournalError] = []
+    try:
+        result = anyio.run(_send, journal, options, target, work, progress)
+    except* JournalError as failed:
+        # From inside the sender's task groups it comes wrapped, maybe more than once.
+        failures.append(_first(failed))
+    if failures:
+        report.stopped = Stopped(f"{failures[0].message}\n{failures[0].hint}")
+        report.sent_now = tallies[0].sent if tallies else 0
+        return
+    report.stopped, report.deferred = result.stopped, result.deferred
+    report.sent_now = result.sent
+
+
+def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+    found = group.exceptions[0]
+    return found if isinstance(found, JournalError) else _first(found)
+
+
+def _records_after(
+    journal: Journal, keys: list[str], before: dict[str, Record]
+) -> dict[str, Record]:
+    """What the journal holds after sending; what it held before, if it can no longer say."""
+    try:
+        return journal.records(keys)
+    except JournalError:
+        return before
 
 
 @dataclass(frozen=True)
