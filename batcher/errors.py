@@ -62,3 +62,9 @@ class UnusableJournal(OutputError):
     by a run that never closed it and separated from its write-ahead log: taking it for
     a new journal would send every request again, so it is refused with what to do.
     """
+
+
+class ResultsNotWritten(OutputError):
+    """`run` could not write the results sheet after sending: the journal has it all."""
+
+    exit_code = 3

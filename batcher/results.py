@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,47 @@ def check_output_name(out: Path) -> None:
         f"--out {out} has {named}: results are written as .csv, .tsv, .txt or .xlsx.",
         hint="Name the results file with one of these; its extension picks the format.",
     )
+
+
+def check_writable(path: Path, what: str, option: str) -> None:
+    """Raise OutputError unless a file can be written at `path`, naming what is in the way.
+
+    Made before anything is sent: a results sheet or a journal found unwritable only
+    afterwards would leave the account of what was sent nowhere to go.
+    """
+    if path.is_dir():
+        raise OutputError(
+            f"the {what} {path} is a folder.",
+            hint=f"Remove or rename that folder, or choose another {option}.",
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        blocked = next((p for p in folder.parents if p.exists()), folder)
+        if folder.exists() or not blocked.is_dir():
+            found = folder if folder.exists() else blocked
+            problem = f"{found} is a file, not a folder"
+        else:
+            problem = f"the folder {folder} does not exist"
+        raise OutputError(
+            f"the {what} {path} cannot be written: {problem}.",
+            hint=f"Choose another {option}, or create the folder.",
+        )
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"the {what} {path} cannot be written: the folder {folder} is read-only "
+            f"({exc.strerror or exc}).",
+            hint=f"Choose another {option} in a folder you can write to.",
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(
+            f"the {what} {path} cannot be replaced: the file is read-only.",
+            hint=f"Make it writable (or close the program that holds it), or choose another "
+            f"{option}.",
+        )
 
 
 def output_kind(out: Path) -> SheetKind:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -14,13 +15,13 @@ import anyio
 import httpx
 
 from batcher.client import ChertClient, Credentials, encode, is_loopback
-from batcher.errors import JournalError, UsageError
+from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
 from batcher.model import RowOutcome, Status, api_text
 from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
-from batcher.results import write_results
+from batcher.results import check_writable, write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
 from batcher.uploading import Uploader
 
@@ -97,6 +98,8 @@ def run_file(
     on_progress: Callable[[Tally], None] = lambda tally: None,
 ) -> RunReport:
     """The `run` command: everything `validate` does, then send what is not yet settled."""
+    check_writable(options.job.output, "results sheet", "--out")
+    check_writable(options.journal_path, "journal", "--journal")
     prepared = prepare(options.job)
     journal = Journal(options.journal_path, max_pages=options.journal_max_pages)
     try:
@@ -125,7 +128,10 @@ def run_file(
         row.row: prepared.carried.get(row.row) or row_outcome(row, plan, records, conflicts)
         for row in plan.rows
     }
-    write_results(prepared.sheet, prepared.columns, outcomes, options.job.output)
+    try:
+        write_results(prepared.sheet, prepared.columns, outcomes, options.job.output)
+    except OutputError as error:
+        raise _not_written(error, options, report.sent_now) from None
     summary = summarize(options.job, plan, outcomes)
     report.by_status, report.by_code, report.problems = (
         summary.by_status,
@@ -178,6 +184,39 @@ def _records_after(
         return journal.records(keys)
     except JournalError:
         return before
+
+
+def _not_written(error: OutputError, options: RunOptions, sent_now: int) -> ResultsNotWritten:
+    """After sending, a results sheet that cannot be written: what went out, how to get it."""
+    out = options.job.output
+    elsewhere = out.with_name(f"{out.stem}-2{out.suffix}")
+    try:
+        check_writable(elsewhere, "results sheet", "--out")
+    except OutputError:
+        elsewhere = Path.home() / elsewhere.name
+    command = validate_command(options.job, options.journal_path, elsewhere)
+    messages = "1 message" if sent_now == 1 else f"{sent_now} messages"
+    return ResultsNotWritten(
+        f"{error.message} {messages} went out in this run; the journal "
+        f"{options.journal_path} has them, and what happened to every other row.",
+        hint=f"Get the results sheet elsewhere without sending anything: {command}",
+    )
+
+
+def validate_command(job: JobOptions, journal: Path, out: Path) -> str:
+    """The `validate` command that writes this job's results sheet from its journal to `out`."""
+    words = ["chert-batch", "validate", str(job.path)]
+    if job.sheet is not None:
+        words += ["--sheet", job.sheet]
+    if job.region != "US":
+        words += ["--region", job.region]
+    if job.default_sender:
+        words += ["--from", job.default_sender]
+    if job.campaign:
+        words += ["--campaign", job.campaign]
+    if job.allow_duplicates:
+        words.append("--allow-duplicates")
+    return shlex.join([*words, "--journal", str(journal), "--out", str(out)])
 
 
 @dataclass(frozen=True)
