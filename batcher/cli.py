@@ -121,6 +121,11 @@ def main() -> None:
 
 @main.command()
 @job_options
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Journal to show what was sent from (read only). Default: <results stem>.journal.sqlite.",
+)
 def validate(
     file: Path,
     out: Path | None,
@@ -131,6 +136,7 @@ def validate(
     allow_duplicates: bool,
     as_json: bool,
     allow_loopback_media: bool,
+    journal: Path | None,
 ) -> None:
     """Check a handoff file and write its results sheet; send nothing.
 
@@ -149,7 +155,7 @@ def validate(
         allow_loopback_media=allow_loopback_media,
     )
     try:
-        report = validate_file(options)
+        report = validate_file(options, journal)
     except BatchError as error:
         _fail(error)
         return

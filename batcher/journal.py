@@ -25,6 +25,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -462,3 +463,55 @@ def journal_failed(path: Path, exc: sqlite3.Error) -> JournalError:
         f"same key, without a second message. {fix}, then run the same command again: it "
         "goes on where this one stopped.",
     )
+
+
+@dataclass(frozen=True)
+class JournalView:
+    """What a journal held when `validate` read it, without taking it from a run.
+
+    `busy`: a run held the journal, so only what its main file held is shown: every
+    record up to that run's start (checkpointed at its open), not what it sent since.
+    """
+
+    path: Path
+    records: dict[str, Record]
+    busy: bool = False
+
+
+def read_journal(path: Path) -> JournalView | None:
+    """Read a journal read-only, taking no lock and creating nothing; None if there is none.
+
+    A journal that is not what it claims is refused as `Journal` refuses it. Without a
+    `-wal` the main file holds everything and is read as immutable. With one, SQLite
+    reads it read-only; a run holding the journal (its lock) makes that fail at once,
+    and the main file alone is read instead.
+    """
+    if not path.exists():
+        return None
+    had_wal = wal_of(path).exists()
+    _check_file(path)
+    if had_wal:
+        try:
+            return JournalView(path, _read_all(path, "mode=ro", had_wal=True))
+        except sqlite3.OperationalError:
+            pass  # in use by a run (locked), or its log cannot be read from here
+        try:
+            return JournalView(path, _read_all(path, "immutable=1", had_wal=True), busy=True)
+        except (sqlite3.Error, UnusableJournal):
+            # The run may be writing the main file as it is read (a checkpoint).
+            return JournalView(path, {}, busy=True)
+    try:
+        return JournalView(path, _read_all(path, "immutable=1", had_wal=False))
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from None
+
+
+def _read_all(path: Path, mode: str, *, had_wal: bool) -> dict[str, Record]:
+    uri = f"{path.resolve().as_uri()}?{mode}"
+    db = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
+    try:
+        check_contents(db, path, had_wal=had_wal)
+        rows = db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests")
+        return {values[0]: _record(values) for values in rows}
+    finally:
+        db.close()

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batcher.columns import ColumnMap, map_columns
+from batcher.journal import JournalView, Record, State, default_journal, read_journal
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media
-from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status
-from batcher.planning import Plan, Planner, RowPlan, SettledRow
-from batcher.results import default_output, write_rows
+from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status, api_text
+from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
+from batcher.results import default_output, write_results, write_rows
 from batcher.validation import Message, RowValidator, Rules
 
 
@@ -66,6 +67,9 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     # validate only plans: `pending` is then the expected outcome, not unfinished work.
     planned_only: bool = False
+    # The journal validate read, if any, and whether a run held it (see JournalView).
+    journal_read: Path | None = None
+    journal_busy: bool = False
 
     @property
     def total(self) -> int:
@@ -91,6 +95,8 @@ class Report:
                 str(code): {"count": count, "meaning": self.meaning(code)}
                 for code, count in sorted(self.by_code.items())
             },
+            "journal_read": str(self.journal_read) if self.journal_read else None,
+            "journal_busy": self.journal_busy,
             "problems": [
                 {
                     "row": problem.row,
@@ -148,8 +154,41 @@ def prepare(options: JobOptions) -> Prepared:
         return Prepared(sheet, columns, planner.finish(plans), carried, validator.media)
 
 
-def validate_file(options: JobOptions) -> Report:
-    """The `validate` command: plan everything, send nothing, write the results sheet."""
+def validate_file(options: JobOptions, journal: Path | None = None) -> Report:
+    """The `validate` command: plan everything, send nothing, write the results sheet.
+
+    What the journal (`journal`, or the default one beside the results) records is
+    shown as it is: a results sheet never says less than the journal knows. It is read
+    read-only, without its lock: a run holding it goes on undisturbed.
+    """
+    output = options.output
+    view = read_journal(journal or default_journal(output))
+    if view is not None and view.records:
+        report = _validate_with(options, view)
+    else:
+        report = _validate_streaming(options)
+    if view is not None:
+        report.journal_read, report.journal_busy = view.path, view.busy
+    return report
+
+
+def _validate_with(options: JobOptions, view: JournalView) -> Report:
+    """validate against a journal's records: the whole plan first, then the sheet."""
+    prepared = prepare(options)
+    plan, records = prepared.plan, view.records
+    outcomes: dict[int, RowOutcome] = {}
+    for row in plan.rows:
+        known = any(request.key in records for request in row.requests)
+        outcome = row_outcome(row, plan.chats, records) if known else planned_outcome(row)
+        outcomes[row.row] = prepared.carried.get(row.row) or outcome
+    write_results(prepared.sheet, prepared.columns, outcomes, options.output)
+    report = summarize(options, plan, outcomes)
+    report.planned_only = True
+    return report
+
+
+def _validate_streaming(options: JobOptions) -> Report:
+    """validate with no journal to consult: each row is written as soon as it is planned."""
     with _cyclic_gc_paused():
         sheet, columns, validator = _open(options)
         planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
@@ -258,3 +297,89 @@ def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
         sent_at=cell("sent_at"),
         trace_id=cell("trace_id"),
     )
+
+
+def row_outcome(
+    row: RowPlan,
+    chats: Mapping[str, Sequence[Request]],
+    records: Mapping[str, Record],
+    conflicts: Collection[str] = (),
+) -> RowOutcome:
+    """A row's result columns from its requests' journal entries (`chats`: the plan's)."""
+    if row.status is not Status.PENDING:
+        return planned_outcome(row)
+    keys = " ".join(request.key for request in row.requests)
+    found = [records.get(request.key) for request in row.requests]
+    done = [record for record in found if record and record.state is State.SENT]
+    common = {
+        "idempotency_key": keys,
+        "message_id": " ".join(record.message_id for record in done),
+        "attempts": str(sum(record.attempts for record in found if record)),
+    }
+    if len(done) == len(found):
+        last = done[-1]
+        return RowOutcome(
+            Status.SENT,
+            chat_id=done[0].chat_id,
+            sent_at=last.sent_at,
+            trace_id=last.trace_id,
+            **common,
+        )
+    for request, record in zip(row.requests, found, strict=True):
+        if request.key in conflicts:
+            return RowOutcome(
+                Status.FAILED,
+                error_message=f"the key {request.key} was already sent with other content; "
+                "give this row a new idempotency_key (or clear the cell)",
+                **common,
+            )
+        if record is not None and record.state is State.FAILED:
+            return RowOutcome(
+                Status.FAILED,
+                error_code=str(record.error_code or ""),
+                error_message=_sent_part(done) + api_text(record.error_message),
+                trace_id=record.trace_id,
+                **common,
+            )
+    reason = _pending_reason(row, chats, records)
+    status = Status.FAILED if reason.startswith(_CREATOR_FAILED) else Status.PENDING
+    return RowOutcome(status, error_message=_sent_part(done) + reason, **common)
+
+
+def _sent_part(done: list[Record]) -> str:
+    return f"first part sent (chat {done[0].chat_id}); the rest: " if done else ""
+
+
+_CREATOR_FAILED = "not sent:"
+
+
+def _pending_reason(
+    row: RowPlan, chats: Mapping[str, Sequence[Request]], records: Mapping[str, Record]
+) -> str:
+    for request in row.requests:
+        record = records.get(request.key)
+        if record is None:
+            creator = _creator(request, chats)
+            if creator is not None and creator.row != row.row:
+                made = records.get(creator.key)
+                if made is not None and made.state is State.FAILED:
+                    return (
+                        f"{_CREATOR_FAILED} row {creator.row}, which creates this chat, failed "
+                        f"({made.error_code or 'refused'}). Fix row {creator.row}, then run again."
+                    )
+                if made is None or made.state is not State.SENT:
+                    return f"waits for row {creator.row}, which creates this chat; run again"
+            return "not sent yet (the run stopped before it); run again"
+        if record.state is State.SENDING:
+            return (
+                "interrupted before an answer: perhaps delivered. Run again: the same key "
+                "settles it without sending twice"
+            )
+        if record.state is State.PENDING:
+            return api_text(record.error_message)
+    return "not sent yet; run again"
+
+
+def _creator(request: Request, chats: Mapping[str, Sequence[Request]]) -> Request | None:
+    first = chats.get(request.chat, ())
+    return first[0] if first and first[0].creates_chat else None

@@ -27,11 +27,24 @@ def validate_summary(report: Report) -> str:
     lines += _status_table(report, pending_note)
     lines += _problems(report)
     lines += ["", f"Results: {report.output}"]
+    lines += _journal_read(report)
     if report.by_status[Status.PENDING]:
         command = f"chert-batch run {shlex.quote(str(report.source))}"
         verb = "fix the invalid rows, or send the others now" if report.problems else "send"
         lines.append(f"Next: {verb} with: {command}")
     return "\n".join(lines)
+
+
+def _journal_read(report: Report) -> list[str]:
+    """Which journal validate showed, and whether a run was using it."""
+    if report.journal_read is None:
+        return []
+    if report.journal_busy:
+        return [
+            f"Journal: {report.journal_read} is in use by a run right now: what it has sent "
+            "since it started is shown as planned. Validate again when it has finished."
+        ]
+    return [f"Journal: {report.journal_read} (what it records as sent is shown as sent)"]
 
 
 _ORDER = (Status.SENT, Status.PENDING, Status.FAILED, Status.INVALID, Status.DUPLICATE)

@@ -18,9 +18,8 @@ from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
-from batcher.model import RowOutcome, Status, api_text
-from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
-from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
+from batcher.pipeline import JobOptions, Report, prepare, row_outcome, summarize
+from batcher.planning import KEY_PREFIX, Plan, Request
 from batcher.results import check_writable, write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
 from batcher.uploading import Uploader
@@ -125,7 +124,7 @@ def run_file(
     finally:
         journal.close()
     outcomes = {
-        row.row: prepared.carried.get(row.row) or row_outcome(row, plan, records, conflicts)
+        row.row: prepared.carried.get(row.row) or row_outcome(row, plan.chats, records, conflicts)
         for row in plan.rows
     }
     try:
@@ -308,84 +307,3 @@ def _preview(todo: list[Request], already_sent: int) -> Preview:
         by_line=dict(by_line),
         already_sent=already_sent,
     )
-
-
-def row_outcome(
-    row: RowPlan, plan: Plan, records: dict[str, Record], conflicts: set[str]
-) -> RowOutcome:
-    """A row's result columns from its requests' journal entries."""
-    if row.status is not Status.PENDING:
-        return planned_outcome(row)
-    keys = " ".join(request.key for request in row.requests)
-    found = [records.get(request.key) for request in row.requests]
-    done = [record for record in found if record and record.state is State.SENT]
-    common = {
-        "idempotency_key": keys,
-        "message_id": " ".join(record.message_id for record in done),
-        "attempts": str(sum(record.attempts for record in found if record)),
-    }
-    if len(done) == len(found):
-        last = done[-1]
-        return RowOutcome(
-            Status.SENT,
-            chat_id=done[0].chat_id,
-            sent_at=last.sent_at,
-            trace_id=last.trace_id,
-            **common,
-        )
-    for request, record in zip(row.requests, found, strict=True):
-        if request.key in conflicts:
-            return RowOutcome(
-                Status.FAILED,
-                error_message=f"the key {request.key} was already sent with other content; "
-                "give this row a new idempotency_key (or clear the cell)",
-                **common,
-            )
-        if record is not None and record.state is State.FAILED:
-            return RowOutcome(
-                Status.FAILED,
-                error_code=str(record.error_code or ""),
-                error_message=_sent_part(done) + api_text(record.error_message),
-                trace_id=record.trace_id,
-                **common,
-            )
-    reason = _pending_reason(row, plan, records)
-    status = Status.FAILED if reason.startswith(_CREATOR_FAILED) else Status.PENDING
-    return RowOutcome(status, error_message=_sent_part(done) + reason, **common)
-
-
-def _sent_part(done: list[Record]) -> str:
-    return f"first part sent (chat {done[0].chat_id}); the rest: " if done else ""
-
-
-_CREATOR_FAILED = "not sent:"
-
-
-def _pending_reason(row: RowPlan, plan: Plan, records: dict[str, Record]) -> str:
-    for request in row.requests:
-        record = records.get(request.key)
-        if record is None:
-            creator = _creator(request, plan)
-            if creator is not None and creator.row != row.row:
-                made = records.get(creator.key)
-                if made is not None and made.state is State.FAILED:
-                    return (
-                        f"{_CREATOR_FAILED} row {creator.row}, which creates this chat, failed "
-                        f"({made.error_code or 'refused'}). Fix row {creator.row}, then run again."
-                    )
-                if made is None or made.state is not State.SENT:
-                    return f"waits for row {creator.row}, which creates this chat; run again"
-            return "not sent yet (the run stopped before it); run again"
-        if record.state is State.SENDING:
-            return (
-                "interrupted before an answer: perhaps delivered. Run again: the same key "
-                "settles it without sending twice"
-            )
-        if record.state is State.PENDING:
-            return api_text(record.error_message)
-    return "not sent yet; run again"
-
-
-def _creator(request: Request, plan: Plan) -> Request | None:
-    first = plan.chats.get(request.chat, ())
-    return first[0] if first and first[0].creates_chat else None

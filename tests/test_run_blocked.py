@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -162,6 +163,9 @@ def test_results_unwritable_after_sending_exit_3_and_say_how_to_get_them(
     elsewhere = tmp_path / "in.results-2.csv"
     command = f"chert-batch validate {path} --journal {journal} --out {elsewhere}"
     assert f"Get the results sheet elsewhere without sending anything: {command}" in stderr
+    done = run_cli(shlex.split(command)[1:], cli_env(box))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert statuses(elsewhere) == ["sent"] * 40
     assert_exactly_once(box, 40)
 
 
