@@ -288,6 +288,11 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     help="Send to a local sandbox started for this run: no account, no network.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
+@click.option(
+    "--resend-changed",
+    is_flag=True,
+    help="Send rows edited since they were sent as new messages (a second message each).",
+)
 @click.option("--verbose", "-v", count=True, help="Log retries and waits (-vv: every request).")
 @click.option(
     "--journal-max-pages",
@@ -315,6 +320,7 @@ def run(
     base_url: str,
     use_sandbox: bool,
     yes: bool,
+    resend_changed: bool,
     verbose: int,
     journal_max_pages: int | None,
 ) -> None:
@@ -340,6 +346,7 @@ def run(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        resend_changed=resend_changed,
         allow_loopback_media=allow_loopback_media,
     )
     options = RunOptions(

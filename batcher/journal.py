@@ -228,15 +228,22 @@ class Journal:
 
     def records(self, keys: Iterable[str]) -> dict[str, Record]:
         """The entries for these keys (those the journal has)."""
+        return self.recall(keys)[0]
+
+    def recall(self, keys: Iterable[str]) -> tuple[dict[str, Record], list[Record]]:
+        """The entries for these keys, and the sent ones for any other key (one scan)."""
         wanted = set(keys)
         found: dict[str, Record] = {}
+        others: list[Record] = []
         try:
             for values in self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests"):
                 if values[0] in wanted:
                     found[values[0]] = _record(values)
+                elif values[5] == State.SENT:
+                    others.append(_record(values))
         except sqlite3.Error as exc:
             raise journal_failed(self.path, exc) from None
-        return found
+        return found, others
 
     def chat_ids(self) -> dict[str, str]:
         """Chat reference → chat id, for every chat a run has created or written into."""

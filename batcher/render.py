@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from batcher.model import Status
-from batcher.pipeline import Report
+from batcher.pipeline import Changed, Report
 from batcher.running import Preview, RunReport
 from batcher.sending import Stopped
 
@@ -26,6 +26,7 @@ def validate_summary(report: Report) -> str:
     lines = [f"{report.source}: {report.total} rows checked. Nothing was sent.", ""]
     lines += _status_table(report, pending_note)
     lines += _problems(report)
+    lines += _changed(report.changed, report.resend_changed)
     lines += ["", f"Results: {report.output}"]
     lines += _journal_read(report)
     if report.by_status[Status.PENDING]:
@@ -84,6 +85,7 @@ def run_summary(report: RunReport, rerun: str) -> str:
     lines.append("")
     lines += _status_table(report, {Status.PENDING: "not settled yet: run again"})
     lines += _problems(report)
+    lines += _changed(report.changed, report.resend_changed)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -125,4 +127,24 @@ def confirmation(preview: Preview, target: str) -> str:
     lines += [f"  {line:<18} {count:>7}" for line, count in sorted(preview.by_line.items())]
     if preview.already_sent:
         lines.append(f"({preview.already_sent} already sent by an earlier run: skipped.)")
+    lines += _changed(list(preview.changed), preview.resend_changed)
     return "\n".join(lines)
+
+
+def _changed(changed: list[Changed], resend: bool) -> list[str]:
+    """Rows sent earlier and changed since: who gets a second message, or that none will."""
+    if not changed:
+        return []
+    rows = "1 row was" if len(changed) == 1 else f"{len(changed)} rows were"
+    lines = ["", f"{rows} sent earlier and changed since:"]
+    for row in changed[:FIRST_PROBLEMS]:
+        when = f" on {row.sent_at[:10]}" if row.sent_at else ""
+        then = (
+            f"{row.who} will get a second message"
+            if resend
+            else "not sent again (--resend-changed sends the new text)"
+        )
+        lines.append(f"  row {row.row} was sent{when} and has changed since: {then}")
+    if len(changed) > FIRST_PROBLEMS:
+        lines.append(f"  ... and {len(changed) - FIRST_PROBLEMS} more (the results say which).")
+    return lines

@@ -18,7 +18,15 @@ from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
-from batcher.pipeline import JobOptions, Report, prepare, row_outcome, summarize
+from batcher.pipeline import (
+    Changed,
+    JobOptions,
+    Report,
+    changed_since,
+    prepare,
+    row_outcome,
+    summarize,
+)
 from batcher.planning import KEY_PREFIX, Plan, Request
 from batcher.results import check_writable, write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
@@ -58,6 +66,9 @@ class Preview:
     first_touches: int
     by_line: dict[str, int]
     already_sent: int
+    # Rows sent earlier and changed since; with resend_changed they are among the requests.
+    changed: tuple[Changed, ...] = ()
+    resend_changed: bool = False
 
 
 @dataclass
@@ -105,15 +116,21 @@ def run_file(
         _check_target(journal, target)
         plan = prepared.plan
         keys = [request.key for request in plan.requests]
-        records = journal.records(keys)
+        records, others = journal.recall(keys)
         conflicts = _conflicts(plan, records)
-        todo = [
-            r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in conflicts
-        ]
-        report = RunReport(options.job.path, options.job.output, journal=options.journal_path)
-        if todo and confirm(_preview(todo, len(keys) - len(todo))):
+        changed = {**prepared.changed, **changed_since(plan, records, others)}
+        report = RunReport(
+            options.job.path,
+            options.job.output,
+            changed=sorted(changed.values()),
+            resend_changed=options.job.resend_changed,
+            journal=options.journal_path,
+        )
+        held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
+        todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
+        if todo and confirm(_preview(todo, records, report)):
             chats = {
-                ref: tuple(r for r in requests if r.key not in conflicts)
+                ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
             }
             work = _Work(chats, records, prepared.media)
@@ -123,8 +140,11 @@ def run_file(
             report.cancelled = True
     finally:
         journal.close()
+    kept = {} if options.job.resend_changed else changed
     outcomes = {
-        row.row: prepared.carried.get(row.row) or row_outcome(row, plan.chats, records, conflicts)
+        row.row: prepared.carried.get(row.row)
+        or (kept[row.row].sent if row.row in kept else None)
+        or row_outcome(row, plan.chats, records, conflicts)
         for row in plan.rows
     }
     try:
@@ -299,11 +319,20 @@ def _conflicts(plan: Plan, records: dict[str, Record]) -> set[str]:
     }
 
 
-def _preview(todo: list[Request], already_sent: int) -> Preview:
+def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[str]:
+    """The keys of rows changed since they were sent: not sent unless --resend-changed."""
+    if resend or not changed:
+        return set()
+    return {request.key for row in plan.rows if row.row in changed for request in row.requests}
+
+
+def _preview(todo: list[Request], records: dict[str, Record], report: RunReport) -> Preview:
     by_line: Counter[str] = Counter(request.sender or "(existing chats)" for request in todo)
     return Preview(
         requests=len(todo),
         first_touches=sum(request.creates_chat for request in todo),
         by_line=dict(by_line),
-        already_sent=already_sent,
+        already_sent=sum(record.state is State.SENT for record in records.values()),
+        changed=tuple(report.changed),
+        resend_changed=report.resend_changed,
     )
