@@ -86,6 +86,7 @@ def run_summary(report: RunReport, rerun: str) -> str:
     lines += _status_table(report, {Status.PENDING: "not settled yet: run again"})
     lines += _problems(report)
     lines += _changed(report.changed, report.resend_changed)
+    lines += _elsewhere(report)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -128,7 +129,30 @@ def confirmation(preview: Preview, target: str) -> str:
     if preview.already_sent:
         lines.append(f"({preview.already_sent} already sent by an earlier run: skipped.)")
     lines += _changed(list(preview.changed), preview.resend_changed)
+    if preview.elsewhere:
+        lines.append(
+            f"({preview.elsewhere} row(s) another chert-batch run is sending right now: "
+            "left to it.)"
+        )
     return "\n".join(lines)
+
+
+def _elsewhere(report: RunReport) -> list[str]:
+    """Rows left to other runs that were sending them, run by run."""
+    by_run: dict[str, list[int]] = {}
+    for row, holder in sorted(report.elsewhere.items()):
+        by_run.setdefault(holder.describe(), []).append(row)
+    lines = []
+    for run, rows in by_run.items():
+        shown = ", ".join(str(row) for row in rows[:FIRST_PROBLEMS])
+        more = f" and {len(rows) - FIRST_PROBLEMS} more" if len(rows) > FIRST_PROBLEMS else ""
+        count = "1 row is" if len(rows) == 1 else f"{len(rows)} rows are"
+        lines += [
+            "",
+            f"{count} being sent by another chert-batch run right now ({run}): rows "
+            f"{shown}{more}. This run left them alone; run again when it has finished.",
+        ]
+    return lines
 
 
 def _changed(changed: list[Changed], resend: bool) -> list[str]:

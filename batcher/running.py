@@ -16,8 +16,10 @@ import httpx
 
 from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
+from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
+from batcher.model import RowOutcome, Status
 from batcher.pipeline import (
     Changed,
     JobOptions,
@@ -27,7 +29,7 @@ from batcher.pipeline import (
     row_outcome,
     summarize,
 )
-from batcher.planning import KEY_PREFIX, Plan, Request
+from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import check_writable, write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
 from batcher.uploading import Uploader
@@ -40,6 +42,11 @@ class Target:
     base_url: str
     credentials: Credentials
     label: str
+
+    @property
+    def account(self) -> str:
+        """The account requests go to, as the per-user home names it (never the secret)."""
+        return account_id(self.base_url, self.credentials.tenant, self.credentials.secret)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class Preview:
     # Rows sent earlier and changed since; with resend_changed they are among the requests.
     changed: tuple[Changed, ...] = ()
     resend_changed: bool = False
+    # Rows another run is sending right now: this one leaves them alone.
+    elsewhere: int = 0
 
 
 @dataclass
@@ -80,6 +89,8 @@ class RunReport(Report):
     deferred: dict[str, datetime] = field(default_factory=dict)
     sent_now: int = 0
     cancelled: bool = False
+    # Rows another live run is sending right now (claims in the per-user home), by row.
+    elsewhere: dict[int, RunInfo] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -96,6 +107,10 @@ class RunReport(Report):
             sent_now=self.sent_now,
             stopped=self.stopped.reason if self.stopped else None,
             deferred={line: when.isoformat() for line, when in self.deferred.items()},
+            elsewhere=[
+                {"row": row, "pid": run.pid, "host": run.host, "journal": run.journal}
+                for row, run in sorted(self.elsewhere.items())
+            ],
         )
         return summary
 
@@ -112,6 +127,7 @@ def run_file(
     check_writable(options.journal_path, "journal", "--journal")
     prepared = prepare(options.job)
     journal = Journal(options.journal_path, max_pages=options.journal_max_pages)
+    claims: Claims | None = None
     try:
         _check_target(journal, target)
         plan = prepared.plan
@@ -128,22 +144,31 @@ def run_file(
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
+        if todo:
+            # Claimed before the confirmation, so that it counts what this run will send.
+            claims = Claims(home_folder(), target.account, options.journal_path)
+            report.elsewhere = _claim(claims, todo)
+            held |= {r.key for r in todo if r.row in report.elsewhere}
+            todo = [r for r in todo if r.key not in held]
         if todo and confirm(_preview(todo, records, report)):
             chats = {
                 ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
             }
-            work = _Work(chats, records, prepared.media)
+            work = _Work(chats, records, prepared.media, claims)
             _send_all(journal, options, target, work, on_progress, report)
             records = _records_after(journal, keys, records)
         elif todo:
             report.cancelled = True
     finally:
+        if claims is not None:
+            claims.release()
         journal.close()
     kept = {} if options.job.resend_changed else changed
     outcomes = {
         row.row: prepared.carried.get(row.row)
         or (kept[row.row].sent if row.row in kept else None)
+        or (_elsewhere(row, report.elsewhere[row.row]) if row.row in report.elsewhere else None)
         or row_outcome(row, plan.chats, records, conflicts)
         for row in plan.rows
     }
@@ -158,6 +183,25 @@ def run_file(
         summary.problems,
     )
     return report
+
+
+def _claim(claims: Claims, todo: list[Request]) -> dict[int, RunInfo]:
+    """Claim the chats this run is to send; the rows of those another live run is sending."""
+    chats: dict[str, list[str]] = {}
+    for request in todo:
+        chats.setdefault(request.chat, []).append(request.key)
+    taken = claims.claim(chats)
+    return {request.row: taken[request.chat] for request in todo if request.chat in taken}
+
+
+def _elsewhere(row: RowPlan, run: RunInfo) -> RowOutcome:
+    """A row left to the run that is sending it right now."""
+    return RowOutcome(
+        Status.PENDING,
+        idempotency_key=" ".join(request.key for request in row.requests),
+        error_message=f"being sent by another chert-batch run ({run.describe()}) right now; "
+        "run again when it has finished",
+    )
 
 
 def _send_all(
@@ -245,6 +289,7 @@ class _Work:
     chats: dict[str, tuple[Request, ...]]
     records: dict[str, Record]
     media: dict[str, Media]
+    claims: Claims | None = None
 
 
 async def _send(
@@ -284,7 +329,21 @@ async def _send(
                 downloads,
                 allow_loopback=options.job.allow_loopback_media,
             )
-        return await sender.send(work.chats, work.records, journal.chat_ids())
+        chat_ids = journal.chat_ids()
+        if work.claims is None:
+            return await sender.send(work.chats, work.records, chat_ids)
+        async with anyio.create_task_group() as beating:
+            beating.start_soon(_heartbeat, work.claims)
+            result = await sender.send(work.chats, work.records, chat_ids)
+            beating.cancel_scope.cancel()
+        return result
+
+
+async def _heartbeat(claims: Claims) -> None:
+    """Renew the claims' lease while sending, so that no other run takes them over."""
+    while True:
+        await anyio.sleep(HEARTBEAT_SECONDS)
+        claims.beat()
 
 
 def _check_target(journal: Journal, target: Target) -> None:
@@ -335,4 +394,5 @@ def _preview(todo: list[Request], records: dict[str, Record], report: RunReport)
         already_sent=sum(record.state is State.SENT for record in records.values()),
         changed=tuple(report.changed),
         resend_changed=report.resend_changed,
+        elsewhere=len(report.elsewhere),
     )
