@@ -128,7 +128,7 @@ def confirmation(preview: Preview, target: str) -> str:
     lines += [f"  {line:<18} {count:>7}" for line, count in sorted(preview.by_line.items())]
     if preview.already_sent:
         lines.append(f"({preview.already_sent} already sent by an earlier run: skipped.)")
-    lines += _changed(list(preview.changed), preview.resend_changed)
+    lines += _changed(list(preview.changed), preview.resend_changed, asking=True)
     if preview.elsewhere:
         lines.append(
             f"({preview.elsewhere} row(s) another chert-batch run is sending right now: "
@@ -155,7 +155,7 @@ def _elsewhere(report: RunReport) -> list[str]:
     return lines
 
 
-def _changed(changed: list[Changed], resend: bool) -> list[str]:
+def _changed(changed: list[Changed], resend: bool, *, asking: bool = False) -> list[str]:
     """Rows sent earlier and changed since: who gets a second message, or that none will."""
     if not changed:
         return []
@@ -163,11 +163,12 @@ def _changed(changed: list[Changed], resend: bool) -> list[str]:
     lines = ["", f"{rows} sent earlier and changed since:"]
     for row in changed[:FIRST_PROBLEMS]:
         when = f" on {row.sent_at[:10]}" if row.sent_at else ""
-        then = (
-            f"{row.who} will get a second message"
-            if resend
-            else "not sent again (--resend-changed sends the new text)"
-        )
+        if not resend:
+            then = "not sent again (--resend-changed sends the new text)"
+        elif asking:
+            then = f"{row.who} will get a second message"
+        else:
+            then = f"its new text is a second message to {row.who} (see its status)"
         lines.append(f"  row {row.row} was sent{when} and has changed since: {then}")
     if len(changed) > FIRST_PROBLEMS:
         lines.append(f"  ... and {len(changed) - FIRST_PROBLEMS} more (the results say which).")

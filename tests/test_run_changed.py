@@ -61,7 +61,8 @@ def test_original_sheet_edited_after_sending(box: RunningSandbox, tmp_path: Path
     assert "  row 7 was sent on " in checked.stdout
     assert read(tmp_path / "in.results.csv")[5] == kept  # validate says the same
     again = run(box, path, "--resend-changed")
-    assert "will get a second message" in again
+    assert "  row 7 was sent on " in again
+    assert "has changed since: its new text is a second message to +1" in again
     assert len(ledger(box)) == 9
     resent = read(tmp_path / "in.results.csv")[5]
     assert (resent["status"], resent["error_message"]) == ("sent", "")
