@@ -4,7 +4,7 @@ Before a request is sent its intent is committed; right after the answer, its
 outcome. A crash, kill -9, lost network or Ctrl-C therefore loses nothing: a
 request whose intent has no outcome was perhaps delivered, and is settled by
 resending it with the same key (the API answers a repeat with the original).
-Every state change is one short transaction; this module owns all the SQL.
+Every state change is one short transaction; this module owns all the journal's SQL.
 
 A journal is what it claims or it is refused (`UnusableJournal`): a file that exists
 but is empty, not SQLite, without chert-batch's tables, damaged or edited by hand is
