@@ -30,6 +30,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
 from batcher.render import confirmation, run_summary, validate_summary
+from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
 from batcher.sending import SendConfig, Tally
 
@@ -120,6 +121,11 @@ def main() -> None:
 
 @main.command()
 @job_options
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Journal to show what was sent from (read only). Default: <results stem>.journal.sqlite.",
+)
 def validate(
     file: Path,
     out: Path | None,
@@ -130,6 +136,7 @@ def validate(
     allow_duplicates: bool,
     as_json: bool,
     allow_loopback_media: bool,
+    journal: Path | None,
 ) -> None:
     """Check a handoff file and write its results sheet; send nothing.
 
@@ -148,7 +155,7 @@ def validate(
         allow_loopback_media=allow_loopback_media,
     )
     try:
-        report = validate_file(options)
+        report = validate_file(options, journal)
     except BatchError as error:
         _fail(error)
         return
@@ -281,7 +288,18 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     help="Send to a local sandbox started for this run: no account, no network.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
+@click.option(
+    "--resend-changed",
+    is_flag=True,
+    help="Send rows edited since they were sent as new messages (a second message each).",
+)
 @click.option("--verbose", "-v", count=True, help="Log retries and waits (-vv: every request).")
+@click.option(
+    "--journal-max-pages",
+    type=click.IntRange(min=1),
+    hidden=True,
+    help="For tests only: cap the journal's size in pages, so that it fills up like a disk.",
+)
 def run(
     file: Path,
     out: Path | None,
@@ -302,7 +320,9 @@ def run(
     base_url: str,
     use_sandbox: bool,
     yes: bool,
+    resend_changed: bool,
     verbose: int,
+    journal_max_pages: int | None,
 ) -> None:
     """Send a handoff file through Chert: exactly once, paced, resumable.
 
@@ -320,19 +340,20 @@ def run(
         path=file,
         # Sandbox results and journal never sit where a real run would look for them:
         # a real run must not take the demo's "sent" for its own.
-        out=out
-        or (file.with_name(f"{file.stem}.sandbox.results{file.suffix}") if use_sandbox else None),
+        out=out or (default_output(file, None, tag="sandbox.results") if use_sandbox else None),
         sheet=sheet,
         region=region,
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        resend_changed=resend_changed,
         allow_loopback_media=allow_loopback_media,
     )
     options = RunOptions(
         job=job,
         send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
         journal=journal,
+        journal_max_pages=journal_max_pages,
     )
     rerun = shlex.join(["chert-batch", *sys.argv[1:]]) if sys.argv[1:] else "chert-batch run"
     try:

@@ -38,3 +38,33 @@ class OutputError(BatchError):
     """The results sheet or journal could not be written."""
 
     exit_code = 2
+
+
+class JournalError(OutputError):
+    """Writing or reading the journal failed while a run was under way (disk full, I/O).
+
+    Every message sent so far is safe (its intent was committed first), but the run
+    stops: `path` is the journal, `cause` what SQLite or the system said.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: str, cause: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.cause = cause
+
+
+class UnusableJournal(OutputError):
+    """The file at the journal's path is not a journal chert-batch can trust.
+
+    Empty, not SQLite, without chert-batch's tables, damaged, edited by hand, or left
+    by a run that never closed it and separated from its write-ahead log: taking it for
+    a new journal would send every request again, so it is refused with what to do.
+    """
+
+
+class ResultsNotWritten(OutputError):
+    """`run` could not write the results sheet after sending: the journal has it all."""
+
+    exit_code = 3

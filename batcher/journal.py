@@ -4,29 +4,41 @@ Before a request is sent its intent is committed; right after the answer, its
 outcome. A crash, kill -9, lost network or Ctrl-C therefore loses nothing: a
 request whose intent has no outcome was perhaps delivered, and is settled by
 resending it with the same key (the API answers a repeat with the original).
-Every state change is one short transaction; this module owns all the SQL.
+Every state change is one short transaction; this module owns all the journal's SQL.
+
+A journal is what it claims or it is refused (`UnusableJournal`): a file that exists
+but is empty, not SQLite, without chert-batch's tables, damaged or edited by hand is
+never taken for a new journal, since that would send every request again. A new
+journal is built under a temporary name and linked into place, so a crash never
+leaves a half-made one. While a run holds a journal, its main file says so (written
+and checkpointed at open, cleared at a clean close): a journal that says a run holds
+it but has no `-wal` beside it was copied or moved without its write-ahead log, which
+holds what that run recorded, and is refused too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from batcher.errors import OutputError
+from batcher.errors import JournalError, OutputError, UnusableJournal
 
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS requests (
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE requests (
     key TEXT PRIMARY KEY,
     body_sha256 TEXT NOT NULL,
     row INTEGER NOT NULL,
@@ -42,7 +54,7 @@ CREATE TABLE IF NOT EXISTS requests (
     sent_at TEXT NOT NULL DEFAULT '',
     updated_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS uploads (
+CREATE TABLE uploads (
     sha256 TEXT PRIMARY KEY,
     attachment_id TEXT NOT NULL,
     uploaded_at TEXT NOT NULL
@@ -94,16 +106,47 @@ def _iso_second(second: int) -> str:
 
 
 _RECORD_COLUMNS = ", ".join(Record._fields)
+_TABLES = ("meta", "requests", "uploads")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# The meta entry that says a run holds the journal (see the module's docstring).
+_HELD = "held_by"
+# A row that chert-batch never writes: a state it does not know, or a number that is not one.
+_EDITED = f"""SELECT key, row, state FROM requests
+    WHERE state NOT IN ({", ".join(f"'{state}'" for state in State)})
+       OR typeof(row) != 'integer' OR typeof(step) != 'integer'
+       OR typeof(attempts) != 'integer' OR typeof(error_code) != 'integer'
+    LIMIT 1"""
+
+
+def default_journal(output: Path) -> Path:
+    """`<results stem>.journal.sqlite` beside the results sheet."""
+    return output.with_name(f"{output.stem}.journal.sqlite")
+
+
+def wal_of(path: Path) -> Path:
+    """The write-ahead log SQLite keeps beside a journal in WAL mode."""
+    return path.with_name(path.name + "-wal")
 
 
 class Journal:
-    """An open journal file. Not thread-safe: one event loop owns it."""
+    """An open journal file, held by this run alone. Not thread-safe: one event loop owns it.
 
-    def __init__(self, path: Path) -> None:
+    `max_pages` caps the file's size in pages (SQLite's max_page_count), so that tests
+    meet a real SQLITE_FULL ("disk full") without filling a disk.
+    """
+
+    def __init__(self, path: Path, *, max_pages: int | None = None) -> None:
         self.path = path
+        if not path.exists():
+            _create(path)
+        had_wal = wal_of(path).exists()
+        _check_file(path)
         try:
             # A journal held by another run stays held: fail fast rather than wait for it.
             self.db = sqlite3.connect(path, isolation_level=None, timeout=0.5)
+        except sqlite3.Error as exc:
+            raise OutputError(f"the journal {path} cannot be opened ({exc}).") from None
+        try:
             # One run at a time per journal; it also spares every commit the shared-memory
             # index that WAL needs when other processes might read.
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -114,75 +157,97 @@ class Journal:
             # Checkpoints are what fsync in WAL mode: take them rarely while sending
             # (and once at close) rather than every thousand pages.
             self.db.execute("PRAGMA wal_autocheckpoint=20000")
-            with self._transaction():
-                self._create()
+            self._hold(had_wal)
+            if max_pages is not None:
+                self.db.execute(f"PRAGMA max_page_count={int(max_pages)}")
         except sqlite3.OperationalError as exc:
+            self.db.close()
             if "locked" not in str(exc):
-                raise OutputError(f"the journal {path} cannot be used ({exc}).") from None
+                raise _unusable(path, exc) from None
             raise OutputError(
                 f"the journal {path} is in use by another chert-batch run.",
                 hint="Two runs of one sheet would race each other: wait for the other to "
                 "finish, or stop it, then run again.",
             ) from None
         except sqlite3.DatabaseError as exc:
-            raise OutputError(
-                f"the journal {path} cannot be used ({exc}).",
-                hint="Is it really a chert-batch journal? Choose another with --journal.",
-            ) from None
-        self._check_version()
+            self.db.close()
+            raise _unusable(path, exc) from None
+        except BaseException:
+            self.db.close()
+            raise
 
-    def _create(self) -> None:
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                self.db.execute(statement)
-        self.db.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-        )
-
-    def _check_version(self) -> None:
-        (version,) = self.db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        if int(version) != SCHEMA_VERSION:
-            raise OutputError(
-                f"the journal {self.path} was written by another version of chert-batch "
-                f"(schema {version}, this one reads {SCHEMA_VERSION}).",
-                hint="Finish it with that version, or start afresh with another --journal.",
-            )
-
-    def target(self) -> str:
-        """Where this journal's requests went (an API base URL, or "sandbox"); '' if new."""
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'target'").fetchone()
-        return str(row[0]) if row else ""
-
-    def set_target(self, target: str) -> None:
-        """Remember where this journal's requests go, so another target is not misled."""
-        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('target', ?)", (target,))
-
-    def close(self) -> None:
-        """Close the file; everything is already committed."""
-        self.db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _hold(self, had_wal: bool) -> None:
+        """Check the journal is whole, then record in its main file that this run holds it."""
+        # BEGIN IMMEDIATE takes the write lock first: another run's is refused right here.
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            check_contents(self.db, self.path, had_wal=had_wal)
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                (_HELD, json.dumps(holder)),
+            )
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        # Into the main file now: a copy of it alone then says that a run held it.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def target(self) -> str:
+        """Where this journal's requests went (an API base URL, or "sandbox"); '' if new."""
+        row = self._read("SELECT value FROM meta WHERE name = 'target'").fetchone()
+        return str(row[0]) if row else ""
+
+    def set_target(self, target: str) -> None:
+        """Remember where this journal's requests go, so another target is not misled."""
+        self._write("INSERT OR REPLACE INTO meta (name, value) VALUES ('target', ?)", (target,))
+
+    def close(self) -> None:
+        """Say the journal is closed cleanly, fold the log into the main file, and close it."""
+        try:
+            self.db.execute("DELETE FROM meta WHERE name = ?", (_HELD,))
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # e.g. a full disk: the mark stays, and the -wal beside it says all
+        finally:
+            self.db.close()
+
+    def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
+        """One statement that changes the journal: one transaction of its own (autocommit)."""
+        try:
+            self.db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise journal_failed(self.path, exc) from None
+
+    def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise journal_failed(self.path, exc) from None
 
     def records(self, keys: Iterable[str]) -> dict[str, Record]:
         """The entries for these keys (those the journal has)."""
+        return self.recall(keys)[0]
+
+    def recall(self, keys: Iterable[str]) -> tuple[dict[str, Record], list[Record]]:
+        """The entries for these keys, and the sent ones for any other key (one scan)."""
         wanted = set(keys)
         found: dict[str, Record] = {}
-        for values in self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests"):
-            if values[0] in wanted:
-                found[values[0]] = Record._make((*values[:5], State(values[5]), *values[6:]))
-        return found
+        others: list[Record] = []
+        try:
+            for values in self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests"):
+                if values[0] in wanted:
+                    found[values[0]] = _record(values)
+                elif values[5] == State.SENT:
+                    others.append(_record(values))
+        except sqlite3.Error as exc:
+            raise journal_failed(self.path, exc) from None
+        return found, others
 
     def chat_ids(self) -> dict[str, str]:
         """Chat reference → chat id, for every chat a run has created or written into."""
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT chat, chat_id FROM requests WHERE state = ? AND chat_id != '' GROUP BY chat",
             (State.SENT,),
         )
@@ -192,7 +257,7 @@ class Journal:
 
     def intend(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> None:
         """Commit that a request is about to be sent (and count the attempt)."""
-        self.db.execute(
+        self._write(
             """INSERT INTO requests (key, body_sha256, row, step, chat, state, attempts, updated_at)
                VALUES (?, ?, ?, ?, ?, ?, 1, ?)
                ON CONFLICT (key) DO UPDATE SET state = excluded.state,
@@ -205,7 +270,7 @@ class Journal:
     def sent(self, key: str, *, chat_id: str, message_id: str, trace_id: str) -> None:
         """Commit a success, with the ids the API gave."""
         now = now_iso()
-        self.db.execute(
+        self._write(
             """UPDATE requests SET state = ?, chat_id = ?, message_id = ?, trace_id = ?,
                    error_code = 0, error_message = '', sent_at = ?, updated_at = ?
                WHERE key = ?""",
@@ -224,7 +289,7 @@ class Journal:
     ) -> None:
         """Commit a failure or a pending outcome with its reason; `where` is (row, step, chat)."""
         row, step, chat = where
-        self.db.execute(
+        self._write(
             """INSERT INTO requests (key, body_sha256, row, step, chat, state, error_code,
                    error_message, trace_id, updated_at)
                VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?)
@@ -236,14 +301,224 @@ class Journal:
 
     def upload(self, sha256: str) -> str:
         """The attachment id of content already uploaded, or ''."""
-        row = self.db.execute(
-            "SELECT attachment_id FROM uploads WHERE sha256 = ?", (sha256,)
-        ).fetchone()
+        row = self._read("SELECT attachment_id FROM uploads WHERE sha256 = ?", (sha256,)).fetchone()
         return str(row[0]) if row else ""
 
     def uploaded(self, sha256: str, attachment_id: str) -> None:
         """Remember an upload, so the same content is never uploaded again."""
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO uploads (sha256, attachment_id, uploaded_at) VALUES (?, ?, ?)",
             (sha256, attachment_id, now_iso()),
         )
+
+
+def _record(values: tuple[Any, ...]) -> Record:
+    return Record._make((*values[:5], State(values[5]), *values[6:]))
+
+
+def _create(path: Path) -> None:
+    """A new, empty journal at `path`, made whole under a temporary name, then linked there."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        db = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+            db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+            db.execute("COMMIT")
+        finally:
+            db.close()  # the last connection folds the log into the file and removes it
+        try:
+            os.link(temporary, path)  # never replaces a journal another run made meanwhile
+        except FileExistsError:
+            pass
+        except OSError:
+            if not path.exists():  # a file system without hard links
+                os.replace(temporary, path)
+    except (OSError, sqlite3.Error) as exc:
+        raise OutputError(
+            f"could not create the journal {path} ({_cause(exc)}).",
+            hint="Check that its folder exists and can be written, or choose another --journal.",
+        ) from None
+    finally:
+        for leftover in (temporary, wal_of(temporary), Path(f"{temporary}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that cannot be a journal before SQLite takes it for an empty one."""
+    try:
+        with path.open("rb") as stream:
+            header = stream.read(len(_SQLITE_HEADER))
+    except IsADirectoryError:
+        raise OutputError(
+            f"the journal {path} is a folder.", hint="Give --journal a file name."
+        ) from None
+    except OSError as exc:
+        raise OutputError(f"the journal {path} cannot be read ({_cause(exc)}).") from None
+    if not header:
+        raise UnusableJournal(
+            f"the journal {path} is empty (0 bytes): whatever it recorded is gone.",
+            hint=_LOST_HINT,
+        )
+    if header != _SQLITE_HEADER:
+        raise UnusableJournal(
+            f"{path} is not a chert-batch journal (not an SQLite file).",
+            hint="Choose another --journal; this file is left as it is.",
+        )
+
+
+def check_contents(db: sqlite3.Connection, path: Path, *, had_wal: bool) -> None:
+    """Refuse a journal that is damaged, incomplete, edited, or separated from its log."""
+    (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+    if verdict != "ok":
+        raise UnusableJournal(f"the journal {path} is damaged ({verdict}).", hint=_LOST_HINT)
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    missing = [table for table in _TABLES if table not in tables]
+    if missing:
+        raise UnusableJournal(
+            f"{path} holds no chert-batch journal: the table {missing[0]!r} is missing.",
+            hint="If it was one (a table dropped by hand, a damaged copy): " + _LOST_HINT,
+        )
+    meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+    if meta.get("schema") != str(SCHEMA_VERSION):
+        raise UnusableJournal(
+            f"the journal {path} was written by another version of chert-batch "
+            f"(schema {meta.get('schema') or 'unknown'}, this one reads {SCHEMA_VERSION}).",
+            hint="Finish it with that version, or start afresh with another --journal.",
+        )
+    edited = db.execute(_EDITED).fetchone()
+    if edited is not None:
+        key, row, state = edited
+        raise UnusableJournal(
+            f"the journal {path} was edited by hand: the request for row {row!r} "
+            f"(key {key}) is in the state {state!r}, which chert-batch never writes.",
+            hint="Put the row back as it was (states: sending, sent, failed, pending; "
+            "'sending' when unsure, which a rerun settles under the same key), or: " + _LOST_HINT,
+        )
+    held = meta.get(_HELD)
+    if held and not had_wal:
+        raise UnusableJournal(
+            f"the journal {path} was left by a run that did not close it ({_holder(held)}), "
+            f"and its write-ahead log {wal_of(path).name} is not beside it: what that run "
+            "recorded last is in that file.",
+            hint=f"Copy {wal_of(path).name} from where the journal came from into "
+            f"{path.parent}, then run again. If it is lost: " + _LOST_HINT,
+        )
+
+
+_LOST_HINT = (
+    "Move the journal aside (keep it) and run again with the latest results sheet as the "
+    "input: rows it marks sent are not sent again. Every other request is then sent "
+    "under its same key, and Chert answers a key it still remembers with the original "
+    "message instead of a second one (how long it remembers keys is not documented): "
+    "check the results sheet first."
+)
+
+
+def _holder(held: str) -> str:
+    try:
+        holder = json.loads(held)
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}"
+    except (ValueError, TypeError, KeyError):
+        return "a run chert-batch cannot name"
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> OutputError:
+    if _code(exc) in {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}:
+        return UnusableJournal(f"the journal {path} is damaged ({exc}).", hint=_LOST_HINT)
+    return OutputError(
+        f"the journal {path} cannot be used ({exc}).",
+        hint="Check that it and its folder can be written, or choose another --journal.",
+    )
+
+
+def _code(exc: sqlite3.Error) -> int:
+    # The primary result code: extended codes keep it in their low byte.
+    return int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+
+
+def journal_failed(path: Path, exc: sqlite3.Error) -> JournalError:
+    """The error for a journal that failed mid-run, saying what happened and what is safe."""
+    code = _code(exc)
+    if code == sqlite3.SQLITE_FULL:
+        what = f"the disk holding it is full ({exc})"
+        fix = "Make room on that disk"
+    elif code in {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}:
+        what = f"it is damaged ({exc})"
+        fix = "Check the disk"
+    else:
+        what = str(exc)
+        fix = "Fix what stops it from being written"
+    return JournalError(
+        f"the journal {path} could not be written: {what}.",
+        path=str(path),
+        cause=str(exc),
+        hint="Every message sent so far is safe: its intent was journaled before it was "
+        "sent, so one whose outcome could not be written is settled by a rerun under the "
+        f"same key, without a second message. {fix}, then run the same command again: it "
+        "goes on where this one stopped.",
+    )
+
+
+@dataclass(frozen=True)
+class JournalView:
+    """What a journal held when `validate` read it, without taking it from a run.
+
+    `busy`: a run held the journal, so only what its main file held is shown: every
+    record up to that run's start (checkpointed at its open), not what it sent since.
+    """
+
+    path: Path
+    records: dict[str, Record]
+    busy: bool = False
+
+
+def read_journal(path: Path) -> JournalView | None:
+    """Read a journal read-only, taking no lock and creating nothing; None if there is none.
+
+    A journal that is not what it claims is refused as `Journal` refuses it. Without a
+    `-wal` the main file holds everything and is read as immutable. With one, SQLite
+    reads it read-only; a run holding the journal (its lock) makes that fail at once,
+    and the main file alone is read instead.
+    """
+    if not path.exists():
+        return None
+    had_wal = wal_of(path).exists()
+    _check_file(path)
+    if had_wal:
+        try:
+            return JournalView(path, _read_all(path, "mode=ro", had_wal=True))
+        except sqlite3.OperationalError:
+            pass  # in use by a run (locked), or its log cannot be read from here
+        try:
+            return JournalView(path, _read_all(path, "immutable=1", had_wal=True), busy=True)
+        except (sqlite3.Error, UnusableJournal):
+            # The run may be writing the main file as it is read (a checkpoint).
+            return JournalView(path, {}, busy=True)
+    try:
+        return JournalView(path, _read_all(path, "immutable=1", had_wal=False))
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from None
+
+
+def _read_all(path: Path, mode: str, *, had_wal: bool) -> dict[str, Record]:
+    uri = f"{path.resolve().as_uri()}?{mode}"
+    db = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None)
+    try:
+        check_contents(db, path, had_wal=had_wal)
+        rows = db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests")
+        return {values[0]: _record(values) for values in rows}
+    finally:
+        db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
@@ -37,36 +38,77 @@ class Part(NamedTuple):
         return {"type": self.type, _PART_FIELD[self.type]: self.value}
 
 
+ProblemSource = Literal["local", "api"]
+
+
 class Problem(NamedTuple):
-    """Why a row cannot be sent, with the API's own error code and what to do about it."""
+    """Why a row cannot be sent (or was refused), with the API's code and what to do about it.
+
+    `source` is "local" for what chert-batch found, "api" for what Chert answered; an
+    API problem names no column, and its message is the API's, made safe by api_text.
+    """
 
     row: int
     column: str
     value: str
     code: int
     message: str
+    source: ProblemSource = "local"
 
     def describe(self) -> str:
         """One line a person can act on: where, what, and the fix."""
+        if self.source == "api":
+            meaning = CODE_MEANINGS.get(self.code)
+            code = f"{self.code}, {meaning}" if meaning else str(self.code or "no code")
+            return f"row {self.row}: Chert refused it ({code}): {self.message}"
+        if not self.column:
+            return f"row {self.row}: {self.message}"
         return f"row {self.row}, column {self.column}: {self.message}"
 
 
-# What each code means to a person, for summaries (the API's own codes).
+# What each code means to a person, for summaries: the API's documented codes, those that
+# third-party copies of its table list, and the sandbox's choices (see chert-api.md).
 CODE_MEANINGS: dict[int, str] = {
     1001: "missing sender, recipient or message",
     1002: "invalid field",
     1003: "invalid phone number",
+    1004: "no such chat or message",
     1005: "web address in a direct chat's first text",
     1006: "more than 31 recipients",
     1007: "rate limited",
+    1008: "two text parts next to each other",
+    1009: "text too long",
     1011: "conflicting attachment reference",
+    2002: "chat not found",
     2004: "bad signature or token",
     2006: "sender line not on this account",
     2013: "clock skew",
+    3000: "server error",
+    3001: "service unavailable",
     4001: "downstream delivery failed",
     4002: "sender line out of capacity",
     4099: "media or link in a group's first message",
 }
+
+API_TEXT_LIMIT = 300
+# Controls that only move the text (tab, new line, ...) become spaces; the others, and the
+# Unicode marks that reorder or hide what a terminal shows, are dropped.
+_SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029 ]+")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def api_text(message: str) -> str:
+    """What an outside source said, made one short line that no terminal or sheet obeys.
+
+    Control characters are removed (so no escape sequence reaches a terminal), runs of
+    white space become one space, the text is capped at API_TEXT_LIMIT characters, and
+    a start a spreadsheet would evaluate as a formula gets a leading apostrophe.
+    """
+    text = _CONTROLS.sub("", _SPACING.sub(" ", message)).strip()
+    if len(text) > API_TEXT_LIMIT:
+        text = text[: API_TEXT_LIMIT - 1] + "…"
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 class RowOutcome(NamedTuple):

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from batcher.columns import ColumnMap, map_columns
+from batcher.journal import JournalView, Record, State, default_journal, read_journal
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media
-from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
-from batcher.planning import Plan, Planner, RowPlan, SettledRow
-from batcher.results import default_output, write_rows
+from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status, api_text
+from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
+from batcher.results import default_output, write_results, write_rows
 from batcher.validation import Message, RowValidator, Rules
 
 
@@ -34,6 +35,8 @@ class JobOptions:
     default_sender: str = ""
     campaign: str = ""
     allow_duplicates: bool = False
+    # Rows sent earlier and changed since are sent again as new messages (else kept as sent).
+    resend_changed: bool = False
     # Test-only: media URLs may be plain http to this machine.
     allow_loopback_media: bool = False
 
@@ -41,6 +44,19 @@ class JobOptions:
     def output(self) -> Path:
         """Where the results sheet goes."""
         return default_output(self.path, self.out)
+
+
+class Changed(NamedTuple):
+    """A row sent earlier whose content has changed since: sending it is a second message.
+
+    `sent` is the row's result as it was sent: what it keeps, with a note, when it is
+    not sent again (without --resend-changed).
+    """
+
+    row: int
+    sent_at: str
+    who: str
+    sent: RowOutcome
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,8 @@ class Prepared:
     carried: dict[int, RowOutcome]
     # Media to upload before sending, by the reference parts carry (see batcher.media).
     media: dict[str, Media] = field(default_factory=dict)
+    # Rows a results sheet marks sent whose content has changed since, by row.
+    changed: dict[int, Changed] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +84,12 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     # validate only plans: `pending` is then the expected outcome, not unfinished work.
     planned_only: bool = False
+    # The journal validate read, if any, and whether a run held it (see JournalView).
+    journal_read: Path | None = None
+    journal_busy: bool = False
+    # Rows sent earlier and changed since (sent again only with --resend-changed).
+    changed: list[Changed] = field(default_factory=list)
+    resend_changed: bool = False
 
     @property
     def total(self) -> int:
@@ -88,20 +112,36 @@ class Report:
             "rows": self.total,
             "by_status": {str(status): self.by_status[status] for status in Status},
             "by_code": {
-                str(code): {"count": count, "meaning": CODE_MEANINGS.get(code, "")}
+                str(code): {"count": count, "meaning": self.meaning(code)}
                 for code, count in sorted(self.by_code.items())
             },
+            "changed": [
+                {"row": c.row, "sent_at": c.sent_at, "to": c.who, "sent_again": self.resend_changed}
+                for c in self.changed
+            ],
+            "journal_read": str(self.journal_read) if self.journal_read else None,
+            "journal_busy": self.journal_busy,
             "problems": [
                 {
                     "row": problem.row,
                     "column": problem.column,
                     "value": problem.value,
                     "code": problem.code,
+                    "meaning": self.meaning(problem.code) if problem.code else "",
                     "message": problem.message,
+                    "source": problem.source,
                 }
                 for problem in self.problems
             ],
         }
+
+    def meaning(self, code: int) -> str:
+        """What a code means; for a code chert-batch has no words for, what the API said."""
+        known = CODE_MEANINGS.get(code)
+        if known is not None:
+            return known
+        said = (p.message for p in self.problems if p.code == code and p.source == "api")
+        return next(said, "")
 
 
 @contextmanager
@@ -129,17 +169,58 @@ def prepare(options: JobOptions) -> Prepared:
         planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
         plans: list[RowPlan] = []
         carried: dict[int, RowOutcome] = {}
+        changed: dict[int, Changed] = {}
         with validator:
             validator.prefetch(sheet.rows)
-            for plan, sent in _planned(sheet, columns, validator, planner):
+            for plan, sent in _planned(sheet, columns, validator, planner, options, changed):
                 plans.append(plan)
                 if sent is not None:
                     carried[plan.row] = sent
-        return Prepared(sheet, columns, planner.finish(plans), carried, validator.media)
+        whole = planner.finish(plans)
+        return Prepared(sheet, columns, whole, carried, validator.media, changed)
 
 
-def validate_file(options: JobOptions) -> Report:
-    """The `validate` command: plan everything, send nothing, write the results sheet."""
+def validate_file(options: JobOptions, journal: Path | None = None) -> Report:
+    """The `validate` command: plan everything, send nothing, write the results sheet.
+
+    What the journal (`journal`, or the default one beside the results) records is
+    shown as it is: a results sheet never says less than the journal knows. It is read
+    read-only, without its lock: a run holding it goes on undisturbed.
+    """
+    output = options.output
+    view = read_journal(journal or default_journal(output))
+    if view is not None and view.records:
+        report = _validate_with(options, view)
+    else:
+        report = _validate_streaming(options)
+    if view is not None:
+        report.journal_read, report.journal_busy = view.path, view.busy
+    return report
+
+
+def _validate_with(options: JobOptions, view: JournalView) -> Report:
+    """validate against a journal's records: the whole plan first, then the sheet."""
+    prepared = prepare(options)
+    plan, records = prepared.plan, view.records
+    keys = {request.key for request in plan.requests}
+    others = [r for key, r in records.items() if key not in keys and r.state is State.SENT]
+    changed = {**prepared.changed, **changed_since(plan, records, others)}
+    outcomes: dict[int, RowOutcome] = {}
+    for row in plan.rows:
+        known = any(request.key in records for request in row.requests)
+        outcome = row_outcome(row, plan.chats, records) if known else planned_outcome(row)
+        if row.row in changed and not options.resend_changed:
+            outcome = changed[row.row].sent
+        outcomes[row.row] = prepared.carried.get(row.row) or outcome
+    write_results(prepared.sheet, prepared.columns, outcomes, options.output)
+    report = summarize(options, plan, outcomes)
+    report.planned_only = True
+    report.changed = sorted(changed.values())
+    return report
+
+
+def _validate_streaming(options: JobOptions) -> Report:
+    """validate with no journal to consult: each row is written as soon as it is planned."""
     with _cyclic_gc_paused():
         sheet, columns, validator = _open(options)
         planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
@@ -154,8 +235,10 @@ def validate_file(options: JobOptions) -> Report:
             validator.prefetch(sheet.rows)
             # Each row's result line is written as soon as the row is planned, so the
             # writing overlaps with the numbers a helper process may still be working out.
-            planned = _planned(sheet, columns, validator, planner)
+            changed: dict[int, Changed] = {}
+            planned = _planned(sheet, columns, validator, planner, options, changed)
             write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
+    report.changed = sorted(changed.values())
     return report
 
 
@@ -176,17 +259,96 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
 
 
 def _planned(
-    sheet: Sheet, columns: ColumnMap, validator: RowValidator, planner: Planner
+    sheet: Sheet,
+    columns: ColumnMap,
+    validator: RowValidator,
+    planner: Planner,
+    options: JobOptions,
+    changed: dict[int, Changed],
 ) -> Iterator[tuple[RowPlan, RowOutcome | None]]:
-    """Each row's plan, in sheet order, and the result cells an earlier run sent it with."""
+    """Each row's plan, in sheet order, and the result cells an earlier run sent it with.
+
+    A row marked sent whose content no longer gives the keys it was sent under was
+    edited since: it goes into `changed`, and is planned anew only with resend_changed.
+    """
     status_column = columns.results.get("status")
+    key_column = columns.results.get("idempotency_key")
     for row in sheet.rows:
         checked = validator(row)
         if status_column is not None and row.cell(status_column).strip().lower() == "sent":
-            settled = SettledRow(row.number, checked if isinstance(checked, Message) else None)
-            yield planner.plan(settled), _carried_outcome(row.cells, columns)
+            message = checked if isinstance(checked, Message) else None
+            sent = _carried_outcome(row.cells, columns)
+            keys = row.cell(key_column).split() if key_column is not None else []
+            if message is not None and not planner.still_as_sent(message, keys):
+                who = describe_chat(message.recipients, message.subject, message.chat_id)
+                kept = sent._replace(error_message=changed_note(sent.sent_at))
+                changed[row.number] = Changed(row.number, sent.sent_at, who, kept)
+                if options.resend_changed:
+                    yield planner.plan(message), None
+                    continue
+                sent = kept
+            yield planner.plan(SettledRow(row.number, message)), sent
         else:
             yield planner.plan(checked), None
+
+
+def changed_note(sent_at: str) -> str:
+    """What a row sent earlier and changed since says when it is not sent again."""
+    when = f" on {sent_at[:10]}" if sent_at else ""
+    return f"changed since it was sent{when}; not sent again (--resend-changed sends the new text)"
+
+
+def describe_chat(recipients: Sequence[str], subject: str, chat_id: str) -> str:
+    """Who a chat reaches, in words a confirmation can use (the sheet holds no names)."""
+    if len(recipients) == 1:
+        return recipients[0]
+    if recipients:
+        named = f' "{subject}"' if subject else ""
+        return f"the group{named} ({len(recipients)} people: {recipients[0]}, ...)"
+    return f"chat {chat_id}"
+
+
+def changed_since(
+    plan: Plan, records: Mapping[str, Record], others: Iterable[Record]
+) -> dict[int, Changed]:
+    """Rows the journal knows as sent under another key: edited since they were sent.
+
+    "The same row" is the same row number in the same chat (sender and recipients, or
+    chat id), with a journal record sent under a key this plan no longer makes. A row
+    inserted above others shifts their numbers, but the rows then meet other chats, or
+    keys the plan still makes; a warning that is sometimes unneeded beats a silent
+    second message.
+    """
+    earlier: dict[tuple[int, str], list[Record]] = {}
+    for record in others:
+        earlier.setdefault((record.row, record.chat), []).append(record)
+    if not earlier:
+        return {}
+    found: dict[int, Changed] = {}
+    for row in plan.rows:
+        for request in row.requests:
+            sent = earlier.get((row.row, request.chat))
+            now = records.get(request.key)
+            if sent and (now is None or now.state is not State.SENT):
+                sent.sort(key=lambda record: record.step)
+                who = describe_chat(request.recipients, request.subject, request.chat_id)
+                found[row.row] = Changed(row.row, sent[-1].sent_at, who, _sent_outcome(sent))
+                break
+    return found
+
+
+def _sent_outcome(sent: Sequence[Record]) -> RowOutcome:
+    """The result a changed row keeps: what the journal holds as sent for it, with a note."""
+    return RowOutcome(
+        Status.SENT,
+        chat_id=sent[0].chat_id,
+        message_id=" ".join(record.message_id for record in sent),
+        error_message=changed_note(sent[-1].sent_at),
+        idempotency_key=" ".join(record.key for record in sent),
+        attempts=str(sum(record.attempts for record in sent)),
+        sent_at=sent[-1].sent_at,
+        trace_id=sent[-1].trace_id,
+    )
 
 
 def planned_outcome(row: RowPlan) -> RowOutcome:
@@ -218,12 +380,18 @@ def summarize(options: JobOptions, plan: Plan, outcomes: dict[int, RowOutcome]) 
 
 
 def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
-    """Count one row in the summary."""
+    """Count one row in the summary; a failed row is a problem too (the API's, if coded)."""
     report.by_status[outcome.status] += 1
-    if outcome.error_code.isdigit():
+    coded = outcome.error_code.isdigit()
+    if coded:
         report.by_code[int(outcome.error_code)] += 1
     if row.problem is not None:
         report.problems.append(row.problem)
+    elif outcome.status is Status.FAILED:
+        # Local refusals are `invalid`: a failed row with a code is one Chert answered.
+        code = int(outcome.error_code) if coded else 0
+        source: ProblemSource = "api" if coded else "local"
+        report.problems.append(Problem(row.row, "", "", code, outcome.error_message, source))
 
 
 def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
@@ -242,3 +410,89 @@ def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
         sent_at=cell("sent_at"),
         trace_id=cell("trace_id"),
     )
+
+
+def row_outcome(
+    row: RowPlan,
+    chats: Mapping[str, Sequence[Request]],
+    records: Mapping[str, Record],
+    conflicts: Collection[str] = (),
+) -> RowOutcome:
+    """A row's result columns from its requests' journal entries (`chats`: the plan's)."""
+    if row.status is not Status.PENDING:
+        return planned_outcome(row)
+    keys = " ".join(request.key for request in row.requests)
+    found = [records.get(request.key) for request in row.requests]
+    done = [record for record in found if record and record.state is State.SENT]
+    common = {
+        "idempotency_key": keys,
+        "message_id": " ".join(record.message_id for record in done),
+        "attempts": str(sum(record.attempts for record in found if record)),
+    }
+    if len(done) == len(found):
+        last = done[-1]
+        return RowOutcome(
+            Status.SENT,
+            chat_id=done[0].chat_id,
+            sent_at=last.sent_at,
+            trace_id=last.trace_id,
+            **common,
+        )
+    for request, record in zip(row.requests, found, strict=True):
+        if request.key in conflicts:
+            return RowOutcome(
+                Status.FAILED,
+                error_message=f"the key {request.key} was already sent with other content; "
+                "give this row a new idempotency_key (or clear the cell)",
+                **common,
+            )
+        if record is not None and record.state is State.FAILED:
+            return RowOutcome(
+                Status.FAILED,
+                error_code=str(record.error_code or ""),
+                error_message=_sent_part(done) + api_text(record.error_message),
+                trace_id=record.trace_id,
+                **common,
+            )
+    reason = _pending_reason(row, chats, records)
+    status = Status.FAILED if reason.startswith(_CREATOR_FAILED) else Status.PENDING
+    return RowOutcome(status, error_message=_sent_part(done) + reason, **common)
+
+
+def _sent_part(done: list[Record]) -> str:
+    return f"first part sent (chat {done[0].chat_id}); the rest: " if done else ""
+
+
+_CREATOR_FAILED = "not sent:"
+
+
+def _pending_reason(
+    row: RowPlan, chats: Mapping[str, Sequence[Request]], records: Mapping[str, Record]
+) -> str:
+    for request in row.requests:
+        record = records.get(request.key)
+        if record is None:
+            creator = _creator(request, chats)
+            if creator is not None and creator.row != row.row:
+                made = records.get(creator.key)
+                if made is not None and made.state is State.FAILED:
+                    return (
+                        f"{_CREATOR_FAILED} row {creator.row}, which creates this chat, failed "
+                        f"({made.error_code or 'refused'}). Fix row {creator.row}, then run again."
+                    )
+                if made is None or made.state is not State.SENT:
+                    return f"waits for row {creator.row}, which creates this chat; run again"
+            return "not sent yet (the run stopped before it); run again"
+        if record.state is State.SENDING:
+            return (
+                "interrupted before an answer: perhaps delivered. Run again: the same key "
+                "settles it without sending twice"
+            )
+        if record.state is State.PENDING:
+            return api_text(record.error_message)
+    return "not sent yet; run again"
+
+
+def _creator(request: Request, chats: Mapping[str, Sequence[Request]]) -> Request | None:
+    first = chats.get(request.chat, ())
+    return first[0] if first and first[0].creates_chat else None

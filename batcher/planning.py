@@ -190,6 +190,35 @@ class Planner:
                 self.known_chat_ids.setdefault(ref, message.chat_id)
         return RowPlan(row.row, Status.SENT)
 
+    def still_as_sent(self, message: Message, keys: Sequence[str]) -> bool:
+        """Whether a row marked sent still holds what was sent under `keys` (its key cell).
+
+        Call it before `plan`ning the row. Its content must give those keys, as the
+        creation of its chat or as a follow-up. Explicit keys (or none in the cell) leave
+        nothing to compare: the row is taken as sent.
+        """
+        if message.keys or not keys:
+            return True
+        sent = message._replace(chat_id="" if message.recipients else message.chat_id)
+        _, occurrence = self.seen.get(content_id(sent), (0, 0))
+        for creates in (True, False):
+            steps = _steps(sent, creates)
+            if isinstance(steps, Problem):
+                continue
+            derived = [
+                derive_key(
+                    campaign=self.campaign,
+                    message=sent,
+                    parts=parts,
+                    step=step,
+                    occurrence=occurrence,
+                )
+                for step, parts in enumerate(steps, start=1)
+            ]
+            if derived == list(keys):
+                return True
+        return False
+
     def _count(self, content: ContentId, row: int) -> None:
         first, occurrences = self.seen.get(content, (row, 0))
         self.seen[content] = (first, occurrences + 1)

@@ -1,7 +1,7 @@
 """Writing the results sheet: the input's columns unchanged, then what happened to each row.
 
 Written atomically (a temporary file beside the target, then a rename), in the
-input's format unless the output's extension says otherwise. Nothing written
+format its extension names: .csv, .txt, .tsv or .xlsx (`OUTPUT_SUFFIXES`). Nothing written
 can become a formula: XLSX cells are all string cells, and CSV cells that a
 spreadsheet would evaluate get a leading apostrophe (OWASP CSV injection).
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batcher.columns import RESULT_COLUMNS, ColumnMap
-from batcher.errors import OutputError
+from batcher.errors import OutputError, UsageError
 from batcher.loading import Sheet, SheetKind
 from batcher.model import RowOutcome
 
@@ -31,21 +32,90 @@ _PHONE_LIKE = re.compile(r"\+[\d\s().\-;,|/+]*")
 _KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
 
 
-def default_output(source: Path, out: Path | None) -> Path:
-    """`--out`, or `<input stem>.results.<ext>` beside the input."""
+# The formats a results sheet is written in, by extension (README: "The results sheet").
+# .csv and .txt keep the input CSV's delimiter; .tsv is tab-separated.
+OUTPUT_SUFFIXES: dict[str, SheetKind] = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+    ".xlsx": "xlsx",
+}
+# Workbooks in a format not written get their results as XLSX; any other input, as CSV.
+_WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".ods"})
+
+
+def default_output(source: Path, out: Path | None, *, tag: str = "results") -> Path:
+    """`--out` (if its extension is a format written), or `<input stem>.<tag>.<ext>` beside it."""
     if out is not None:
+        check_output_name(out)
         return out
-    return source.with_name(f"{source.stem}.results{source.suffix.lower() or '.csv'}")
+    suffix = source.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        suffix = ".xlsx" if suffix in _WORKBOOK_SUFFIXES else ".csv"
+    return source.with_name(f"{source.stem}.{tag}{suffix}")
 
 
-def output_kind(out: Path, sheet: Sheet) -> SheetKind:
-    """The output's format: its extension decides, else the input's format."""
-    suffix = out.suffix.lower()
-    if suffix == ".xlsx":
-        return "xlsx"
-    if suffix in {".csv", ".tsv", ".txt"}:
-        return "csv"
-    return sheet.kind
+def check_output_name(out: Path) -> None:
+    """Raise UsageError unless `out`'s extension names a format results are written in."""
+    if out.suffix.lower() in OUTPUT_SUFFIXES:
+        return
+    named = f"the extension {out.suffix!r}" if out.suffix else "no extension"
+    raise UsageError(
+        f"--out {out} has {named}: results are written as .csv, .tsv, .txt or .xlsx.",
+        hint="Name the results file with one of these; its extension picks the format.",
+    )
+
+
+def check_writable(path: Path, what: str, option: str) -> None:
+    """Raise OutputError unless a file can be written at `path`, naming what is in the way.
+
+    Made before anything is sent: a results sheet or a journal found unwritable only
+    afterwards would leave the account of what was sent nowhere to go.
+    """
+    if path.is_dir():
+        raise OutputError(
+            f"the {what} {path} is a folder.",
+            hint=f"Remove or rename that folder, or choose another {option}.",
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        blocked = next((p for p in folder.parents if p.exists()), folder)
+        if folder.exists() or not blocked.is_dir():
+            found = folder if folder.exists() else blocked
+            problem = f"{found} is a file, not a folder"
+        else:
+            problem = f"the folder {folder} does not exist"
+        raise OutputError(
+            f"the {what} {path} cannot be written: {problem}.",
+            hint=f"Choose another {option}, or create the folder.",
+        )
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"the {what} {path} cannot be written: the folder {folder} is read-only "
+            f"({exc.strerror or exc}).",
+            hint=f"Choose another {option} in a folder you can write to.",
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(
+            f"the {what} {path} cannot be replaced: the file is read-only.",
+            hint=f"Make it writable (or close the program that holds it), or choose another "
+            f"{option}.",
+        )
+
+
+def output_kind(out: Path) -> SheetKind:
+    """The output's format, from its extension (checked by check_output_name)."""
+    return OUTPUT_SUFFIXES[out.suffix.lower()]
+
+
+def _delimiter(out: Path, sheet: Sheet) -> str:
+    if out.suffix.lower() == ".tsv":
+        return "\t"
+    return sheet.delimiter if sheet.kind == "csv" else ","
 
 
 def csv_safe(value: str) -> str:
@@ -74,15 +144,15 @@ def write_rows(
             f"the results would overwrite the input file {sheet.path}.",
             hint="Choose another --out; the input file is never modified.",
         )
+    check_output_name(out)
     lines = _lines(sheet, columns, outcomes)
     try:
         with _atomic(out) as temporary:
-            if output_kind(out, sheet) == "xlsx":
+            if output_kind(out) == "xlsx":
                 phone_columns = {i for i in (*columns.recipients, columns.sender) if i is not None}
                 _write_xlsx(temporary, sheet, lines, phone_columns)
             else:
-                delimiter = sheet.delimiter if sheet.kind == "csv" else ","
-                _write_csv(temporary, lines, delimiter)
+                _write_csv(temporary, lines, _delimiter(out, sheet))
     except OSError as exc:
         raise OutputError(
             f"could not write the results to {out} ({exc.strerror or exc}).",

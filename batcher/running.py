@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -14,13 +15,22 @@ import anyio
 import httpx
 
 from batcher.client import ChertClient, Credentials, encode, is_loopback
-from batcher.errors import UsageError
-from batcher.journal import Journal, Record, State, body_digest
+from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
+from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
+from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
-from batcher.pipeline import JobOptions, Report, planned_outcome, prepare, summarize
+from batcher.pipeline import (
+    Changed,
+    JobOptions,
+    Report,
+    changed_since,
+    prepare,
+    row_outcome,
+    summarize,
+)
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
-from batcher.results import write_results
+from batcher.results import check_writable, write_results
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
 from batcher.uploading import Uploader
 
@@ -33,6 +43,11 @@ class Target:
     credentials: Credentials
     label: str
 
+    @property
+    def account(self) -> str:
+        """The account requests go to, as the per-user home names it (never the secret)."""
+        return account_id(self.base_url, self.credentials.tenant, self.credentials.secret)
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -41,14 +56,13 @@ class RunOptions:
     job: JobOptions
     send: SendConfig = field(default_factory=SendConfig)
     journal: Path | None = None
+    # Test-only: cap the journal's size in pages, to meet a real "disk full" (SQLITE_FULL).
+    journal_max_pages: int | None = None
 
     @property
     def journal_path(self) -> Path:
         """`--journal`, or `<output stem>.journal.sqlite` beside the results sheet."""
-        if self.journal is not None:
-            return self.journal
-        output = self.job.output
-        return output.with_name(f"{output.stem}.journal.sqlite")
+        return self.journal or default_journal(self.job.output)
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,11 @@ class Preview:
     first_touches: int
     by_line: dict[str, int]
     already_sent: int
+    # Rows sent earlier and changed since; with resend_changed they are among the requests.
+    changed: tuple[Changed, ...] = ()
+    resend_changed: bool = False
+    # Rows another run is sending right now: this one leaves them alone.
+    elsewhere: int = 0
 
 
 @dataclass
@@ -70,6 +89,8 @@ class RunReport(Report):
     deferred: dict[str, datetime] = field(default_factory=dict)
     sent_now: int = 0
     cancelled: bool = False
+    # Rows another live run is sending right now (claims in the per-user home), by row.
+    elsewhere: dict[int, RunInfo] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -86,6 +107,10 @@ class RunReport(Report):
             sent_now=self.sent_now,
             stopped=self.stopped.reason if self.stopped else None,
             deferred={line: when.isoformat() for line, when in self.deferred.items()},
+            elsewhere=[
+                {"row": row, "pid": run.pid, "host": run.host, "journal": run.journal}
+                for row, run in sorted(self.elsewhere.items())
+            ],
         )
         return summary
 
@@ -98,38 +123,59 @@ def run_file(
     on_progress: Callable[[Tally], None] = lambda tally: None,
 ) -> RunReport:
     """The `run` command: everything `validate` does, then send what is not yet settled."""
+    check_writable(options.job.output, "results sheet", "--out")
+    check_writable(options.journal_path, "journal", "--journal")
     prepared = prepare(options.job)
-    journal = Journal(options.journal_path)
+    journal = Journal(options.journal_path, max_pages=options.journal_max_pages)
+    claims: Claims | None = None
     try:
         _check_target(journal, target)
         plan = prepared.plan
         keys = [request.key for request in plan.requests]
-        records = journal.records(keys)
+        records, others = journal.recall(keys)
         conflicts = _conflicts(plan, records)
-        todo = [
-            r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in conflicts
-        ]
-        report = RunReport(options.job.path, options.job.output, journal=options.journal_path)
-        if todo and confirm(_preview(todo, len(keys) - len(todo))):
+        changed = {**prepared.changed, **changed_since(plan, records, others)}
+        report = RunReport(
+            options.job.path,
+            options.job.output,
+            changed=sorted(changed.values()),
+            resend_changed=options.job.resend_changed,
+            journal=options.journal_path,
+        )
+        held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
+        todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
+        if todo:
+            # Claimed before the confirmation, so that it counts what this run will send.
+            claims = Claims(home_folder(), target.account, options.journal_path)
+            report.elsewhere = _claim(claims, todo)
+            held |= {r.key for r in todo if r.row in report.elsewhere}
+            todo = [r for r in todo if r.key not in held]
+        if todo and confirm(_preview(todo, records, report)):
             chats = {
-                ref: tuple(r for r in requests if r.key not in conflicts)
+                ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
             }
-            result = anyio.run(
-                _send, journal, options, target, _Work(chats, records, prepared.media), on_progress
-            )
-            report.stopped, report.deferred = result.stopped, result.deferred
-            report.sent_now = result.sent
-            records = journal.records(keys)
+            work = _Work(chats, records, prepared.media, claims)
+            _send_all(journal, options, target, work, on_progress, report)
+            records = _records_after(journal, keys, records)
         elif todo:
             report.cancelled = True
     finally:
+        if claims is not None:
+            claims.release()
         journal.close()
+    kept = {} if options.job.resend_changed else changed
     outcomes = {
-        row.row: prepared.carried.get(row.row) or row_outcome(row, plan, records, conflicts)
+        row.row: prepared.carried.get(row.row)
+        or (kept[row.row].sent if row.row in kept else None)
+        or (_elsewhere(row, report.elsewhere[row.row]) if row.row in report.elsewhere else None)
+        or row_outcome(row, plan.chats, records, conflicts)
         for row in plan.rows
     }
-    write_results(prepared.sheet, prepared.columns, outcomes, options.job.output)
+    try:
+        write_results(prepared.sheet, prepared.columns, outcomes, options.job.output)
+    except OutputError as error:
+        raise _not_written(error, options, report.sent_now) from None
     summary = summarize(options.job, plan, outcomes)
     report.by_status, report.by_code, report.problems = (
         summary.by_status,
@@ -139,6 +185,103 @@ def run_file(
     return report
 
 
+def _claim(claims: Claims, todo: list[Request]) -> dict[int, RunInfo]:
+    """Claim the chats this run is to send; the rows of those another live run is sending."""
+    chats: dict[str, list[str]] = {}
+    for request in todo:
+        chats.setdefault(request.chat, []).append(request.key)
+    taken = claims.claim(chats)
+    return {request.row: taken[request.chat] for request in todo if request.chat in taken}
+
+
+def _elsewhere(row: RowPlan, run: RunInfo) -> RowOutcome:
+    """A row left to the run that is sending it right now."""
+    return RowOutcome(
+        Status.PENDING,
+        idempotency_key=" ".join(request.key for request in row.requests),
+        error_message=f"being sent by another chert-batch run ({run.describe()}) right now; "
+        "run again when it has finished",
+    )
+
+
+def _send_all(
+    journal: Journal,
+    options: RunOptions,
+    target: Target,
+    work: _Work,
+    on_progress: Callable[[Tally], None],
+    report: RunReport,
+) -> None:
+    """Send, and account for it in the report; a journal that fails stops the run (exit 3)."""
+    tallies: list[Tally] = []
+
+    def progress(tally: Tally) -> None:
+        if not tallies:
+            tallies.append(tally)  # the sender keeps counting in this one object
+        on_progress(tally)
+
+    failures: list[JournalError] = []
+    try:
+        result = anyio.run(_send, journal, options, target, work, progress)
+    except* JournalError as failed:
+        # From inside the sender's task groups it comes wrapped, maybe more than once.
+        failures.append(_first(failed))
+    if failures:
+        report.stopped = Stopped(f"{failures[0].message}\n{failures[0].hint}")
+        report.sent_now = tallies[0].sent if tallies else 0
+        return
+    report.stopped, report.deferred = result.stopped, result.deferred
+    report.sent_now = result.sent
+
+
+def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+    found = group.exceptions[0]
+    return found if isinstance(found, JournalError) else _first(found)
+
+
+def _records_after(
+    journal: Journal, keys: list[str], before: dict[str, Record]
+) -> dict[str, Record]:
+    """What the journal holds after sending; what it held before, if it can no longer say."""
+    try:
+        return journal.records(keys)
+    except JournalError:
+        return before
+
+
+def _not_written(error: OutputError, options: RunOptions, sent_now: int) -> ResultsNotWritten:
+    """After sending, a results sheet that cannot be written: what went out, how to get it."""
+    out = options.job.output
+    elsewhere = out.with_name(f"{out.stem}-2{out.suffix}")
+    try:
+        check_writable(elsewhere, "results sheet", "--out")
+    except OutputError:
+        elsewhere = Path.home() / elsewhere.name
+    command = validate_command(options.job, options.journal_path, elsewhere)
+    messages = "1 message" if sent_now == 1 else f"{sent_now} messages"
+    return ResultsNotWritten(
+        f"{error.message} {messages} went out in this run; the journal "
+        f"{options.journal_path} has them, and what happened to every other row.",
+        hint=f"Get the results sheet elsewhere without sending anything: {command}",
+    )
+
+
+def validate_command(job: JobOptions, journal: Path, out: Path) -> str:
+    """The `validate` command that writes this job's results sheet from its journal to `out`."""
+    words = ["chert-batch", "validate", str(job.path)]
+    if job.sheet is not None:
+        words += ["--sheet", job.sheet]
+    if job.region != "US":
+        words += ["--region", job.region]
+    if job.default_sender:
+        words += ["--from", job.default_sender]
+    if job.campaign:
+        words += ["--campaign", job.campaign]
+    if job.allow_duplicates:
+        words.append("--allow-duplicates")
+    return shlex.join([*words, "--journal", str(journal), "--out", str(out)])
+
+
 @dataclass(frozen=True)
 class _Work:
     """What the sending stage works on: the chats, what the journal knows, media to upload."""
@@ -146,6 +289,7 @@ class _Work:
     chats: dict[str, tuple[Request, ...]]
     records: dict[str, Record]
     media: dict[str, Media]
+    claims: Claims | None = None
 
 
 async def _send(
@@ -185,7 +329,21 @@ async def _send(
                 downloads,
                 allow_loopback=options.job.allow_loopback_media,
             )
-        return await sender.send(work.chats, work.records, journal.chat_ids())
+        chat_ids = journal.chat_ids()
+        if work.claims is None:
+            return await sender.send(work.chats, work.records, chat_ids)
+        async with anyio.create_task_group() as beating:
+            beating.start_soon(_heartbeat, work.claims)
+            result = await sender.send(work.chats, work.records, chat_ids)
+            beating.cancel_scope.cancel()
+        return result
+
+
+async def _heartbeat(claims: Claims) -> None:
+    """Renew the claims' lease while sending, so that no other run takes them over."""
+    while True:
+        await anyio.sleep(HEARTBEAT_SECONDS)
+        claims.beat()
 
 
 def _check_target(journal: Journal, target: Target) -> None:
@@ -220,92 +378,21 @@ def _conflicts(plan: Plan, records: dict[str, Record]) -> set[str]:
     }
 
 
-def _preview(todo: list[Request], already_sent: int) -> Preview:
+def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[str]:
+    """The keys of rows changed since they were sent: not sent unless --resend-changed."""
+    if resend or not changed:
+        return set()
+    return {request.key for row in plan.rows if row.row in changed for request in row.requests}
+
+
+def _preview(todo: list[Request], records: dict[str, Record], report: RunReport) -> Preview:
     by_line: Counter[str] = Counter(request.sender or "(existing chats)" for request in todo)
     return Preview(
         requests=len(todo),
         first_touches=sum(request.creates_chat for request in todo),
         by_line=dict(by_line),
-        already_sent=already_sent,
+        already_sent=sum(record.state is State.SENT for record in records.values()),
+        changed=tuple(report.changed),
+        resend_changed=report.resend_changed,
+        elsewhere=len(report.elsewhere),
     )
-
-
-def row_outcome(
-    row: RowPlan, plan: Plan, records: dict[str, Record], conflicts: set[str]
-) -> RowOutcome:
-    """A row's result columns from its requests' journal entries."""
-    if row.status is not Status.PENDING:
-        return planned_outcome(row)
-    keys = " ".join(request.key for request in row.requests)
-    found = [records.get(request.key) for request in row.requests]
-    done = [record for record in found if record and record.state is State.SENT]
-    common = {
-        "idempotency_key": keys,
-        "message_id": " ".join(record.message_id for record in done),
-        "attempts": str(sum(record.attempts for record in found if record)),
-    }
-    if len(done) == len(found):
-        last = done[-1]
-        return RowOutcome(
-            Status.SENT,
-            chat_id=done[0].chat_id,
-            sent_at=last.sent_at,
-            trace_id=last.trace_id,
-            **common,
-        )
-    for request, record in zip(row.requests, found, strict=True):
-        if request.key in conflicts:
-            return RowOutcome(
-                Status.FAILED,
-                error_message=f"the key {request.key} was already sent with other content; "
-                "give this row a new idempotency_key (or clear the cell)",
-                **common,
-            )
-        if record is not None and record.state is State.FAILED:
-            return RowOutcome(
-                Status.FAILED,
-                error_code=str(record.error_code or ""),
-                error_message=_sent_part(done) + record.error_message,
-                trace_id=record.trace_id,
-                **common,
-            )
-    reason = _pending_reason(row, plan, records)
-    status = Status.FAILED if reason.startswith(_CREATOR_FAILED) else Status.PENDING
-    return RowOutcome(status, error_message=_sent_part(done) + reason, **common)
-
-
-def _sent_part(done: list[Record]) -> str:
-    return f"first part sent (chat {done[0].chat_id}); the rest: " if done else ""
-
-
-_CREATOR_FAILED = "not sent:"
-
-
-def _pending_reason(row: RowPlan, plan: Plan, records: dict[str, Record]) -> str:
-    for request in row.requests:
-        record = records.get(request.key)
-        if record is None:
-            creator = _creator(request, plan)
-            if creator is not None and creator.row != row.row:
-                made = records.get(creator.key)
-                if made is not None and made.state is State.FAILED:
-                    return (
-                        f"{_CREATOR_FAILED} row {creator.row}, which creates this chat, failed "
-                        f"({made.error_code or 'refused'}). Fix row {creator.row}, then run again."
-                    )
-                if made is None or made.state is not State.SENT:
-                    return f"waits for row {creator.row}, which creates this chat; run again"
-            return "not sent yet (the run stopped before it); run again"
-        if record.state is State.SENDING:
-            return (
-                "interrupted before an answer: perhaps delivered. Run again: the same key "
-                "settles it without sending twice"
-            )
-        if record.state is State.PENDING:
-            return record.error_message
-    return "not sent yet; run again"
-
-
-def _creator(request: Request, plan: Plan) -> Request | None:
-    first = plan.chats.get(request.chat, ())
-    return first[0] if first and first[0].creates_chat else None
