@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import phonenumbers
@@ -31,6 +31,7 @@ from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
 from batcher.render import confirmation, run_summary, validate_summary
 from batcher.running import Preview, RunOptions, Target, run_file
+from batcher.secret import SECRET_VARIABLE, check_secret
 from batcher.sending import SendConfig, Tally
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -209,19 +210,21 @@ class _LiveProgress:
 
 
 def _credentials(auth: str, tenant: str | None) -> Credentials:
-    secret = os.environ.get("CHERT_SIGNING_SECRET", "")
+    secret = os.environ.get(SECRET_VARIABLE, "")
     if not secret:
         raise UsageError(
-            "CHERT_SIGNING_SECRET is not set.",
-            hint="Export your tenant's signing secret as CHERT_SIGNING_SECRET, or try the "
+            f"{SECRET_VARIABLE} is not set.",
+            hint=f"Export your tenant's signing secret as {SECRET_VARIABLE}, or try the "
             "whole job against a local sandbox with --sandbox.",
         )
-    if auth == "hmac" and not tenant:
+    mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
+    check_secret(secret, mode)
+    if mode == "hmac" and not tenant:
         raise UsageError(
             "--auth hmac needs the tenant slug.",
             hint="Pass --tenant SLUG or set CHERT_TENANT.",
         )
-    return Credentials(secret, "hmac" if auth == "hmac" else "bearer", tenant or "")
+    return Credentials(secret, mode, tenant or "")
 
 
 @main.command()
@@ -313,7 +316,7 @@ def run(
     failed or pending, 2 on wrong usage, 3 when stopped early.
     """
     _configure_logging(verbose)
-    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stderr)
     if not yes and not interactive:
         _fail(UsageError("there is no terminal to confirm on.", hint="Pass --yes to send."))
     job = JobOptions(
@@ -366,6 +369,14 @@ def run(
         raise SystemExit(3) from None
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else run_summary(report, rerun))
     raise SystemExit(report.exit_code)
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    """Whether a standard stream is a terminal; a closed one (`<&-`: None) is not."""
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # a stream whose file was closed
+        return False
 
 
 def _configure_logging(verbose: int) -> None:
@@ -479,7 +490,13 @@ def sandbox(
 
     from batcher.sandbox import SandboxConfig, serve
 
-    given_secret = os.environ.get("CHERT_SIGNING_SECRET")
+    given_secret = os.environ.get(SECRET_VARIABLE)
+    if given_secret:
+        try:
+            # The sandbox answers both modes: a secret HMAC can use is one it may serve.
+            check_secret(given_secret, "hmac")
+        except BatchError as error:
+            _fail(error)
     config = SandboxConfig(
         secret=given_secret or secrets.token_urlsafe(32),
         tenant=os.environ.get("CHERT_TENANT") or "sandbox",

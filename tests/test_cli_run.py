@@ -1,0 +1,94 @@
+"""`chert-batch run` as a person starts it: refusals at start, closed streams, odd secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
+from tests.runs import assert_exactly_once, cli_env, direct_rows, ledger, run_cli, sheet
+
+SECRET = "Zq7xK2mP9vL4nR8tW3yB6cF1"
+
+
+@pytest.mark.parametrize(
+    ("secret", "auth", "fault"),
+    [
+        (SECRET + "\n", "bearer", "ends with a newline: copy it again without it."),
+        (SECRET + " ", "hmac", "ends with a space: copy it again without it."),
+        (" " + SECRET, "bearer", "starts with a space: copy it again without it."),
+        (SECRET[:10] + "\r" + SECRET[10:], "hmac", "holds a carriage return at position 11"),
+        (SECRET + "é", "bearer", "holds a character that is not ASCII at position 25"),
+    ],
+)
+def test_a_mangled_secret_is_refused_before_anything_is_read(
+    box: RunningSandbox, tmp_path: Path, secret: str, auth: str, fault: str
+) -> None:
+    """A secret pasted with a stray character: exit 2 at once, where it is, never the secret."""
+    path = sheet(tmp_path / "in.csv", direct_rows(5))
+    env = cli_env(box, CHERT_SIGNING_SECRET=secret)
+    done = run_cli(["run", str(path), "--yes", "--auth", auth, "-vv"], env, timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"Error: CHERT_SIGNING_SECRET {fault}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert SECRET[:8] not in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # nothing read or written
+    assert ledger(box) == []
+
+
+def test_hmac_signs_with_a_non_ascii_secret(tmp_path: Path) -> None:
+    """HMAC keys with the secret's UTF-8 bytes: a non-ASCII secret is fine there."""
+    with running_sandbox(SandboxConfig(secret="clé-" + SECRET, tenant="acme")) as box:
+        path = sheet(tmp_path / "in.csv", direct_rows(3))
+        done = run_cli(["run", str(path), "--yes", "--auth", "hmac", "--rate", "0"], cli_env(box))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert_exactly_once(box, 3)
+
+
+def run_in_shell(redirect: str, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """`chert-batch ARGS REDIRECT` typed in a shell, e.g. `<&-`; the exit code and stderr."""
+    done = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'"$@" {redirect} 2>"$0"',
+            str(env["ERRORS"]),
+            sys.executable,
+            "-m",
+            "batcher",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, Path(env["ERRORS"]).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("redirect", "yes", "code", "said"),
+    [
+        ("<&-", True, 0, ""),
+        ("<&-", False, 2, "Error: there is no terminal to confirm on.\nPass --yes to send."),
+        (">&-", True, 0, ""),
+        ("<&- >&-", True, 0, ""),
+    ],
+)
+def test_closed_standard_streams(
+    box: RunningSandbox, tmp_path: Path, redirect: str, yes: bool, code: int, said: str
+) -> None:
+    """stdin (or stdout) closed: the run works with --yes, or says why not; no traceback."""
+    path = sheet(tmp_path / "in.csv", direct_rows(3))
+    env = cli_env(box, ERRORS=str(tmp_path / "stderr.txt"))
+    returncode, stderr = run_in_shell(
+        redirect, ["run", str(path), *(["--yes"] if yes else [])], env
+    )
+    assert returncode == code, stderr
+    assert said in stderr
+    assert "Traceback" not in stderr
+    assert_exactly_once(box, 3 if yes else 0)
