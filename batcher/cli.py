@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shlex
 import sys
@@ -27,6 +26,7 @@ from rich.progress import (
 from batcher import __version__
 from batcher.client import DEFAULT_BASE_URL, AuthMode, Credentials, check_base_url
 from batcher.errors import BatchError, UsageError
+from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
 from batcher.render import confirmation, run_summary, validate_summary
@@ -315,7 +315,6 @@ def run(
     Exit 0 when every row is sent or a duplicate, 1 when some rows are invalid,
     failed or pending, 2 on wrong usage, 3 when stopped early.
     """
-    _configure_logging(verbose)
     interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stderr)
     if not yes and not interactive:
         _fail(UsageError("there is no terminal to confirm on.", hint="Pass --yes to send."))
@@ -340,10 +339,14 @@ def run(
     rerun = shlex.join(["chert-batch", *sys.argv[1:]]) if sys.argv[1:] else "chert-batch run"
     try:
         with ExitStack() as stack:
+            secret = os.environ.get(SECRET_VARIABLE, "")
+            redactor = stack.enter_context(logging_to(sys.stderr, verbose, [secret]))
             if use_sandbox:
                 from batcher.sandbox import running_sandbox
 
                 box = stack.enter_context(running_sandbox())
+                redactor.hide(box.secret)
+                adopt_library_loggers()  # uvicorn has just given its loggers handlers
                 mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
                 target = Target(
                     box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox"
@@ -377,18 +380,6 @@ def _is_terminal(stream: TextIO | None) -> bool:
         return stream is not None and stream.isatty()
     except ValueError:  # a stream whose file was closed
         return False
-
-
-def _configure_logging(verbose: int) -> None:
-    if not verbose:
-        return
-    logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs each request line (never headers) at INFO: only with -vv.
-    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
 
 
 def _sender_lines(
