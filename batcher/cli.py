@@ -13,6 +13,7 @@ from typing import Any, TextIO, TypeVar
 
 import click
 import phonenumbers
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -318,6 +319,8 @@ def run(
     interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stderr)
     if not yes and not interactive:
         _fail(UsageError("there is no terminal to confirm on.", hint="Pass --yes to send."))
+    if use_sandbox:
+        _sandbox_wins_over(click.get_current_context(), base_url)
     job = JobOptions(
         path=file,
         # Sandbox results and journal never sit where a real run would look for them:
@@ -372,6 +375,29 @@ def run(
         raise SystemExit(3) from None
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else run_summary(report, rerun))
     raise SystemExit(report.exit_code)
+
+
+def _sandbox_wins_over(ctx: click.Context, base_url: str) -> None:
+    """--sandbox with --base-url typed is a contradiction; with CHERT_BASE_URL, say which wins.
+
+    The command line is what the person asked for just now: two destinations there
+    cannot both be meant. The environment is ambient (set once, perhaps by following
+    the sandbox's own advice), so it gives way, but not silently.
+    """
+    source = ctx.get_parameter_source("base_url")
+    if source is ParameterSource.COMMANDLINE:
+        _fail(
+            UsageError(
+                "--sandbox and --base-url cannot be used together: --sandbox sends to a "
+                "sandbox it starts on this machine.",
+                hint="Drop --base-url to try the sandbox, or --sandbox to send to that URL.",
+            )
+        )
+    if source is ParameterSource.ENVIRONMENT:
+        click.echo(
+            f"--sandbox: ignoring CHERT_BASE_URL={base_url}; sending to a local sandbox.",
+            err=True,
+        )
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

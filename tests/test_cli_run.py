@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,29 @@ def test_closed_standard_streams(
     assert said in stderr
     assert "Traceback" not in stderr
     assert_exactly_once(box, 3 if yes else 0)
+
+
+def test_sandbox_with_base_url_typed_is_a_usage_error(tmp_path: Path) -> None:
+    """--sandbox and --base-url on one command line: exit 2, nothing read or sent."""
+    path = sheet(tmp_path / "in.csv", direct_rows(2))
+    args = ["run", str(path), "--yes", "--sandbox", "--base-url", "https://api.example/v1"]
+    done = run_cli(args, {**os.environ, "CHERT_SIGNING_SECRET": SECRET})
+    assert done.returncode == 2, done.stderr
+    assert (
+        "Error: --sandbox and --base-url cannot be used together: --sandbox sends to a "
+        "sandbox it starts on this machine.\n"
+        "Drop --base-url to try the sandbox, or --sandbox to send to that URL."
+    ) in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_sandbox_says_it_ignores_chert_base_url(box: RunningSandbox, tmp_path: Path) -> None:
+    """CHERT_BASE_URL in the environment gives way to --sandbox, which says so."""
+    path = sheet(tmp_path / "in.csv", direct_rows(2))
+    done = run_cli(["run", str(path), "--yes", "--sandbox"], cli_env(box))
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"--sandbox: ignoring CHERT_BASE_URL={box.base_url}; sending to a local sandbox.\n"
+    ) in done.stderr
+    assert ledger(box) == []  # not sent to the URL in the environment
+    assert (tmp_path / "in.sandbox.results.csv").exists()
