@@ -154,8 +154,40 @@ def validate(
     except BatchError as error:
         _fail(error)
         return
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else validate_summary(report))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        run_options = _options_for_run(click.get_current_context())
+        click.echo(validate_summary(report, run_options=run_options))
     raise SystemExit(report.exit_code)
+
+
+# validate's options that change nothing `run` would send: the rest are repeated.
+_NOT_FOR_RUN = frozenset({"as_json"})
+
+
+def _options_for_run(ctx: click.Context) -> list[str]:
+    """The options given to this command that `run` takes too, as `run` would take them.
+
+    Every option both commands share changes what is planned, so it is repeated unless
+    `_NOT_FOR_RUN` names it: an option added later is carried over without being listed.
+    """
+    shared = {param.name for param in run.params}
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if not isinstance(param, click.Option) or name not in shared or name in _NOT_FOR_RUN:
+            continue
+        assert name is not None
+        if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        value = ctx.params[name]
+        if param.is_flag:
+            args += [param.opts[0]] if value else []
+            continue
+        for one in value if param.multiple else [value]:
+            args += [param.opts[0], str(one)]
+    return args
 
 
 class _LiveProgress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 from batcher.model import CODE_MEANINGS, Status
 from batcher.pipeline import Report
@@ -20,15 +21,18 @@ _WHAT_TO_DO: dict[Status, str] = {
 }
 
 
-def validate_summary(report: Report) -> str:
-    """The summary of `chert-batch validate`: counts, codes, first problems, next step."""
+def validate_summary(report: Report, *, run_options: Sequence[str] = ()) -> str:
+    """The summary of `chert-batch validate`: counts, codes, first problems, next step.
+
+    `run_options` are the options `run` needs to send exactly what was checked.
+    """
     pending_note = {Status.PENDING: "ready to send"}
     lines = [f"{report.source}: {report.total} rows checked. Nothing was sent.", ""]
     lines += _status_table(report, pending_note)
     lines += _problems(report)
     lines += ["", f"Results: {report.output}"]
     if report.by_status[Status.PENDING]:
-        command = f"chert-batch run {shlex.quote(str(report.source))}"
+        command = shlex.join(["chert-batch", "run", str(report.source), *run_options])
         verb = "fix the invalid rows, or send the others now" if report.problems else "send"
         lines.append(f"Next: {verb} with: {command}")
     return "\n".join(lines)
