@@ -62,6 +62,15 @@ class SenderType(click.ParamType[str]):
         return phone.e164
 
 
+class _Worded(click.Option):
+    """An option whose help gives its limits in words, not as click's `x>=0`."""
+
+    def get_help_extra(self, ctx: click.Context) -> click.types.OptionHelpExtra:
+        extra = super().get_help_extra(ctx)
+        extra.pop("range", None)
+        return extra
+
+
 def job_options(command: F) -> F:
     """The options every command that reads a handoff file shares."""
     decorators = [
@@ -74,6 +83,7 @@ def job_options(command: F) -> F:
         click.option(
             "--region",
             type=RegionType(),
+            metavar="CODE",
             default="US",
             show_default=True,
             help="Country of numbers written without a country code.",
@@ -84,9 +94,12 @@ def job_options(command: F) -> F:
             type=SenderType(),
             help="Sending line for rows without one.",
         ),
-        click.option("--sheet", help="Sheet to read from an XLSX file (default: the first)."),
+        click.option(
+            "--sheet", metavar="NAME", help="Sheet to read from an XLSX file (default: the first)."
+        ),
         click.option(
             "--campaign",
+            metavar="NAME",
             default="",
             help="Namespace for idempotency keys: the same rows in another campaign "
             "are sent again.",
@@ -114,13 +127,39 @@ def _fail(error: BatchError) -> None:
     raise SystemExit(error.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _InOrder(click.Group):
+    """Lists its commands in the order a person uses them, not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(
+    cls=_InOrder,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Try it with no account: chert-batch run samples/contacts.xlsx --sandbox",
+)
 @click.version_option(__version__, prog_name="chert-batch")
 def main() -> None:
-    """Send a spreadsheet of messages through Chert, exactly once."""
+    """Send a spreadsheet of messages through Chert, exactly once.
+
+    Check a sheet with `validate`, send it with `run`, and run it again after any
+    failure: it sends only what is not settled yet. See COMMAND --help.
+    """
 
 
-@main.command()
+@main.command(
+    short_help="Check a handoff file and write its results sheet; send nothing.",
+    epilog="""Examples:
+
+\b
+  chert-batch validate leads.xlsx
+  chert-batch validate leads.xlsx --sheet March --region GB
+      read the sheet named March; numbers without a country code are British
+  chert-batch validate leads.csv --from +14155550100 --out checked.csv
+      rows without a sender go from that line; results in checked.csv
+""",
+)
 @job_options
 def validate(
     file: Path,
@@ -260,7 +299,19 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     return Credentials(secret, mode, tenant or "")
 
 
-@main.command()
+@main.command(
+    short_help="Send a handoff file: exactly once, paced, resumable.",
+    epilog="""Examples:
+
+\b
+  chert-batch run leads.xlsx --sandbox
+      the whole job against a local sandbox: no account, no network
+  chert-batch run leads.xlsx --from +14155550100 --rate 2
+      rows without a sender go from that line; at most 2 messages a second
+  chert-batch run leads.csv --yes --json > summary.json
+      no question asked (for scripts), the summary as JSON
+""",
+)
 @job_options
 @click.option(
     "--journal",
@@ -270,28 +321,36 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
 @click.option(
     "--rate",
     type=click.FloatRange(min=0),
-    default=10.0,
+    metavar="PER_SECOND",
+    cls=_Worded,
+    default=10,
     show_default=True,
     help="Requests per second overall (0: no limit).",
 )
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
+    metavar="N",
+    cls=_Worded,
     default=8,
     show_default=True,
-    help="Requests in flight at once.",
+    help="Requests in flight at once (1 to 64).",
 )
 @click.option(
     "--max-wait",
     type=click.FloatRange(min=0),
-    default=60.0,
+    metavar="SECONDS",
+    cls=_Worded,
+    default=60,
     show_default=True,
     help="Longest wait (s) for a line out of capacity; longer defers its new chats.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
+    metavar="SECONDS",
+    cls=_Worded,
+    default=30,
     show_default=True,
     help="Seconds to wait for each answer.",
 )
@@ -302,10 +361,13 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     show_default=True,
     help="How to authenticate with CHERT_SIGNING_SECRET.",
 )
-@click.option("--tenant", envvar="CHERT_TENANT", help="Tenant slug for --auth hmac.")
+@click.option(
+    "--tenant", envvar="CHERT_TENANT", metavar="SLUG", help="Tenant slug for --auth hmac."
+)
 @click.option(
     "--base-url",
     envvar="CHERT_BASE_URL",
+    metavar="URL",
     default=DEFAULT_BASE_URL,
     show_default=True,
     help="Chert API base URL (plain http:// only to this machine).",
@@ -456,10 +518,24 @@ def _sender_lines(
 _PROBABILITY = click.FloatRange(0.0, 1.0)
 
 
-@main.command()
+@main.command(
+    short_help="Serve a local Chert-compatible API, for trying things out.",
+    epilog="""Examples:
+
+\b
+  chert-batch sandbox --port 0
+      any free port; the address is printed
+  chert-batch sandbox --line-gap 600 --line-daily 30
+      a line's first touches 10 minutes apart and 30 a day, as Chert's are
+  chert-batch sandbox --p503 0.1 --pdrop 0.05 --seed 1
+      answer 1 in 10 with 503 and drop 1 in 20, the same way every time
+""",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
+    metavar="PORT",
+    cls=_Worded,
     default=8787,
     show_default=True,
     help="Port on 127.0.0.1 (0 picks a free one).",
@@ -467,51 +543,68 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="PER_SECOND",
+    cls=_Worded,
     help="Requests per second for the tenant; more get 429 / 1007.  [default: no limit]",
 )
 @click.option(
     "--line-gap",
     type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    cls=_Worded,
     help="Seconds between two first touches of one line; sooner gets 4002.  [default: none]",
 )
 @click.option(
     "--line-daily",
     type=click.IntRange(min=1),
+    metavar="N",
+    cls=_Worded,
     help="First touches per line per rolling 24 h; more get 4002.  [default: no cap]",
 )
 @click.option(
     "--lines",
     multiple=True,
+    metavar="NUMBERS",
     callback=_sender_lines,
     help="The tenant's sender numbers (repeat or comma-separate); others get 403 / 2006.  "
     "[default: every sender]",
 )
-@click.option("--seed", type=int, help="Seed for the fault generator, for repeatable faults.")
+@click.option(
+    "--seed", type=int, metavar="N", help="Seed for the fault generator, for repeatable faults."
+)
 @click.option(
     "--p503",
     type=_PROBABILITY,
-    default=0.0,
+    metavar="P",
+    cls=_Worded,
+    default=0,
     show_default=True,
     help="Probability of answering 503 / 3001 before doing anything.",
 )
 @click.option(
     "--pdrop",
     type=_PROBABILITY,
-    default=0.0,
+    metavar="P",
+    cls=_Worded,
+    default=0,
     show_default=True,
     help="Probability of sending, then dropping the connection without an answer.",
 )
 @click.option(
     "--pslow",
     type=_PROBABILITY,
-    default=0.0,
+    metavar="P",
+    cls=_Worded,
+    default=0,
     show_default=True,
     help="Probability of sending, then answering only after --slow-seconds.",
 )
 @click.option(
     "--slow-seconds",
     type=click.FloatRange(min=0),
-    default=40.0,
+    metavar="SECONDS",
+    cls=_Worded,
+    default=40,
     show_default=True,
     help="How long a slow answer takes.",
 )
