@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -17,7 +19,6 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -30,7 +31,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
-from batcher.render import confirmation, run_summary, validate_summary
+from batcher.render import confirmation, plural, run_summary, validate_summary
 from batcher.running import Preview, RunOptions, Target, run_file
 from batcher.secret import SECRET_VARIABLE, check_secret
 from batcher.sending import SendConfig, Tally
@@ -197,7 +198,7 @@ def validate(
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         run_options = _options_for_run(click.get_current_context())
-        click.echo(validate_summary(report, run_options=run_options))
+        click.echo(validate_summary(report, run_options=run_options, width=_width()))
     raise SystemExit(report.exit_code)
 
 
@@ -230,7 +231,11 @@ def _options_for_run(ctx: click.Context) -> list[str]:
 
 
 class _LiveProgress:
-    """A rich progress bar with sent / failed / pending counts, rate and ETA."""
+    """A rich progress bar with sent / failed / pending counts, rate and ETA.
+
+    It counts messages (API requests), as the summary's "messages sent" does: a group
+    row with media or a link is two of them.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.progress: Progress | None = None
@@ -240,7 +245,7 @@ class _LiveProgress:
             self.progress = Progress(
                 TextColumn("[bold]Sending"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.completed:.0f}/{task.fields[messages]}"),
                 TextColumn(
                     "[green]{task.fields[sent]} sent[/] · [red]{task.fields[failed]} failed[/]"
                     " · [yellow]{task.fields[pending]} pending[/]"
@@ -267,7 +272,7 @@ class _LiveProgress:
             self.started = True
         if self.task is None:
             self.task = self.progress.add_task(
-                "send", total=tally.total, sent=0, failed=0, pending=0, rate=""
+                "send", total=tally.total, sent=0, failed=0, pending=0, rate="", messages=""
             )
         speed = self.progress.tasks[0].speed
         self.progress.update(
@@ -278,6 +283,7 @@ class _LiveProgress:
             failed=tally.failed,
             pending=tally.pending,
             rate=f"{speed:.1f}/s" if speed else "",
+            messages=plural(tally.total, "message"),
         )
 
 
@@ -455,8 +461,8 @@ def run(
             def confirm(preview: Preview) -> bool:
                 if yes:
                     return True
-                click.echo(confirmation(preview, target.label), err=True)
-                return click.confirm("Send them?", default=False, err=True)
+                click.echo(confirmation(preview, target.label, rate), err=True)
+                return _ask("Send them?")
 
             display = stack.enter_context(_LiveProgress(interactive and not as_json))
             report = run_file(options, target, confirm=confirm, on_progress=display.update)
@@ -467,7 +473,10 @@ def run(
         # Only before or after sending: while sending, Ctrl-C stops the run gracefully.
         click.echo(f"Interrupted. The journal has everything sent so far; rerun: {rerun}", err=True)
         raise SystemExit(3) from None
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else run_summary(report, rerun))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(run_summary(report, rerun, width=_width()))
     raise SystemExit(report.exit_code)
 
 
@@ -492,6 +501,48 @@ def _sandbox_wins_over(ctx: click.Context, base_url: str) -> None:
             f"--sandbox: ignoring CHERT_BASE_URL={base_url}; sending to a local sandbox.",
             err=True,
         )
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes-or-no question on the terminal; no (or an empty line, or Ctrl-D) is False.
+
+    Ctrl-C raises KeyboardInterrupt (and SIGTERM what its handler raises), at once.
+    """
+    while True:
+        click.echo(f"{question} [y/N]: ", nl=False, err=True)
+        try:
+            answer = _read_line().strip().lower()
+        except EOFError:
+            click.echo(err=True)
+            return False
+        if answer in {"y", "yes"}:
+            return True
+        if answer in {"", "n", "no"}:
+            return False
+        click.echo("Please answer y or n.", err=True)
+
+
+def _read_line() -> str:
+    """A line from standard input that a signal can interrupt; EOFError at its end.
+
+    Python runs signal handlers in the main thread only, and a wait for the terminal
+    (readline's, input()'s) wakes for a signal only if the kernel delivered it to that
+    thread. With the threads of polars and of an in-process sandbox around, Ctrl-C
+    often lands elsewhere and the prompt never ends. Waiting in short selects gives
+    the handlers a turn after each, wherever the signal landed.
+    """
+    if os.name == "posix":
+        while not select.select([sys.stdin], [], [], 0.1)[0]:
+            pass
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def _width() -> int:
+    """The terminal's width for wrapping the summary, or 0 when stdout is no terminal."""
+    return shutil.get_terminal_size().columns if _is_terminal(sys.stdout) else 0
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

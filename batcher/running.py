@@ -53,12 +53,15 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Preview:
-    """What is about to be sent, for the confirmation."""
+    """What is about to be sent, for the confirmation; and, in rows, what will not be."""
 
     requests: int
     first_touches: int
     by_line: dict[str, int]
-    already_sent: int
+    already_sent: int  # rows: by an earlier run, as the journal or the sheet says
+    rows: int = 0  # rows with something left to send
+    invalid: int = 0
+    duplicate: int = 0
 
 
 @dataclass
@@ -110,7 +113,7 @@ def run_file(
             r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in conflicts
         ]
         report = RunReport(options.job.path, options.job.output, journal=options.journal_path)
-        if todo and confirm(_preview(todo, len(keys) - len(todo))):
+        if todo and confirm(_preview(plan, todo, conflicts)):
             chats = {
                 ref: tuple(r for r in requests if r.key not in conflicts)
                 for ref, requests in plan.chats.items()
@@ -220,13 +223,25 @@ def _conflicts(plan: Plan, records: dict[str, Record]) -> set[str]:
     }
 
 
-def _preview(todo: list[Request], already_sent: int) -> Preview:
+def _preview(plan: Plan, todo: list[Request], conflicts: set[str]) -> Preview:
     by_line: Counter[str] = Counter(request.sender or "(existing chats)" for request in todo)
+    sending = {request.row for request in todo}
+    statuses = Counter(row.status for row in plan.rows)
+    settled = sum(
+        1
+        for row in plan.rows
+        if row.status is Status.PENDING
+        and row.row not in sending
+        and not any(request.key in conflicts for request in row.requests)
+    )
     return Preview(
         requests=len(todo),
         first_touches=sum(request.creates_chat for request in todo),
         by_line=dict(by_line),
-        already_sent=already_sent,
+        already_sent=statuses[Status.SENT] + settled,
+        rows=len(sending),
+        invalid=statuses[Status.INVALID],
+        duplicate=statuses[Status.DUPLICATE],
     )
 
 
