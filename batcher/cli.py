@@ -7,11 +7,14 @@ import os
 import select
 import shlex
 import shutil
+import signal
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from types import FrameType
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 import phonenumbers
@@ -190,10 +193,13 @@ def validate(
         allow_loopback_media=allow_loopback_media,
     )
     try:
-        report = validate_file(options)
+        with _stop_signals_raise():
+            report = validate_file(options)
     except BatchError as error:
         _fail(error)
         return
+    except (KeyboardInterrupt, _Stop) as stop:
+        _say_stopped(stop, "nothing was sent, and no results sheet was written", "Run again")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -439,9 +445,10 @@ def run(
         send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
         journal=journal,
     )
-    rerun = shlex.join(["chert-batch", *sys.argv[1:]]) if sys.argv[1:] else "chert-batch run"
+    rerun = _this_command()
+    sending = False
     try:
-        with ExitStack() as stack:
+        with _stop_signals_raise(), ExitStack() as stack:
             secret = os.environ.get(SECRET_VARIABLE, "")
             redactor = stack.enter_context(logging_to(sys.stderr, verbose, [secret]))
             if use_sandbox:
@@ -459,25 +466,87 @@ def run(
                 target = Target(url, _credentials(auth, tenant), label=url)
 
             def confirm(preview: Preview) -> bool:
-                if yes:
-                    return True
-                click.echo(confirmation(preview, target.label, rate), err=True)
-                return _ask("Send them?")
+                nonlocal sending
+                if not yes:
+                    click.echo(confirmation(preview, target.label, rate), err=True)
+                sending = yes or _ask("Send them?")
+                return sending
 
             display = stack.enter_context(_LiveProgress(interactive and not as_json))
             report = run_file(options, target, confirm=confirm, on_progress=display.update)
     except BatchError as error:
         _fail(error)
         return
-    except KeyboardInterrupt:
-        # Only before or after sending: while sending, Ctrl-C stops the run gracefully.
-        click.echo(f"Interrupted. The journal has everything sent so far; rerun: {rerun}", err=True)
-        raise SystemExit(3) from None
+    except (KeyboardInterrupt, _Stop) as stop:
+        # Only before or after sending: while sending, the sender stops gracefully itself.
+        if sending:
+            _say_stopped(
+                stop,
+                "nothing is lost: the journal has every message sent so far",
+                "The same command sends the rest and writes the results sheet",
+            )
+        _say_stopped(stop, "nothing was sent", "To start again")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(run_summary(report, rerun, width=_width()))
     raise SystemExit(report.exit_code)
+
+
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """For the whole command, SIGTERM and SIGHUP raise _Stop, so every `finally` runs.
+
+    Unhandled, they would end the process on the spot (exit 143, no message), and the
+    results writer's temporary file would stay behind. While sending, the sender
+    listens for them itself (anyio takes these signals over while it listens) and stops
+    gracefully instead. A second signal during the cleanup the first started is ignored:
+    cutting it short is what the first one must not do.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; an embedding program has its own
+        return
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise _Stop(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _say_stopped(stop: BaseException, what_happened: str, next_step: str) -> NoReturn:
+    """Say why and where the command stopped, and how to go on; exit 3."""
+    why = signal.Signals(stop.signum).name if isinstance(stop, _Stop) else "Ctrl-C"
+    if _is_terminal(sys.stderr):
+        click.echo(err=True)  # past the ^C, or the prompt the signal interrupted
+    click.echo(f"Stopped ({why}): {what_happened}. {next_step}: {_this_command()}", err=True)
+    raise SystemExit(3)
+
+
+def _this_command() -> str:
+    """The command line as typed, to run again."""
+    return shlex.join(["chert-batch", *sys.argv[1:]])
 
 
 def _sandbox_wins_over(ctx: click.Context, base_url: str) -> None:

@@ -6,8 +6,10 @@ terminal (tmux), as a person meets them.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -175,6 +177,12 @@ class Terminal:
         """Type keys, as tmux names them ("y", "Enter", "C-c")."""
         self._tmux("send-keys", "-t", "t", *keys)
 
+    def kill(self, signum: int) -> None:
+        """Send a signal to the command (the child of the shell the terminal runs)."""
+        shell = self._tmux("list-panes", "-t", "t", "-F", "#{pane_pid}").strip()
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+        os.kill(int(children[0]), signum)
+
     def screen(self) -> str:
         """What the terminal shows, long lines joined."""
         return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "t")
@@ -246,7 +254,7 @@ def test_confirm_then_watch_the_bar_and_the_summary(terminal: Terminal) -> None:
     [
         (["n", "Enter"], 1, "in.csv: nothing was sent (not confirmed)."),
         (["Enter"], 1, "in.csv: nothing was sent (not confirmed)."),
-        (["C-c"], 3, "Interrupted"),
+        (["C-c"], 3, "Stopped (Ctrl-C): nothing was sent. To start again: chert-batch run"),
         (["C-d"], 1, "in.csv: nothing was sent (not confirmed)."),
     ],
 )
@@ -259,3 +267,16 @@ def test_answers_at_the_prompt(terminal: Terminal, keys: list[str], code: int, s
     assert terminal.exit_code() == code, terminal.screen()
     assert said in terminal.screen()
     assert "Traceback" not in terminal.screen()
+
+
+@needs_tmux
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_at_the_prompt(terminal: Terminal, signum: signal.Signals) -> None:
+    """SIGTERM or SIGHUP while the question waits: exit 3 at once, nothing sent."""
+    small_sheet(terminal.folder)
+    terminal.start(["run", "in.csv", "--sandbox"])
+    terminal.wait_for("Send them? [y/N]: ")
+    terminal.kill(signum)
+    assert terminal.exit_code() == 3, terminal.screen()
+    assert f"Stopped ({signum.name}): nothing was sent." in terminal.screen()
+    assert not (terminal.folder / "in.sandbox.results.csv").exists()
