@@ -51,24 +51,16 @@ def test_hmac_signs_with_a_non_ascii_secret(tmp_path: Path) -> None:
 
 def run_in_shell(redirect: str, args: list[str], env: dict[str, str]) -> tuple[int, str]:
     """`chert-batch ARGS REDIRECT` typed in a shell, e.g. `<&-`; the exit code and stderr."""
+    command = [sys.executable, "-m", "batcher", *args]
     done = subprocess.run(
-        [
-            "sh",
-            "-c",
-            f'"$@" {redirect} 2>"$0"',
-            str(env["ERRORS"]),
-            sys.executable,
-            "-m",
-            "batcher",
-            *args,
-        ],
+        ["sh", "-c", f'"$@" {redirect}', "sh", *command],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    return done.returncode, Path(env["ERRORS"]).read_text(encoding="utf-8")
+    return done.returncode, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -77,18 +69,17 @@ def run_in_shell(redirect: str, args: list[str], env: dict[str, str]) -> tuple[i
         ("<&-", True, 0, ""),
         ("<&-", False, 2, "Error: there is no terminal to confirm on.\nPass --yes to send."),
         (">&-", True, 0, ""),
-        ("<&- >&-", True, 0, ""),
+        ("2>&-", True, 0, ""),
+        ("<&- >&- 2>&-", True, 0, ""),
     ],
 )
 def test_closed_standard_streams(
     box: RunningSandbox, tmp_path: Path, redirect: str, yes: bool, code: int, said: str
 ) -> None:
-    """stdin (or stdout) closed: the run works with --yes, or says why not; no traceback."""
+    """stdin, stdout or stderr closed: the run works with --yes, or says why not."""
     path = sheet(tmp_path / "in.csv", direct_rows(3))
-    env = cli_env(box, ERRORS=str(tmp_path / "stderr.txt"))
-    returncode, stderr = run_in_shell(
-        redirect, ["run", str(path), *(["--yes"] if yes else [])], env
-    )
+    args = ["run", str(path), *(["--yes"] if yes else [])]
+    returncode, stderr = run_in_shell(redirect, args, cli_env(box))
     assert returncode == code, stderr
     assert said in stderr
     assert "Traceback" not in stderr
