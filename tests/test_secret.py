@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from batcher.cli import main
 from batcher.client import AuthMode
 from batcher.errors import UsageError
 from batcher.secret import check_secret
@@ -82,3 +84,14 @@ def test_bearer_non_ascii_points_at_hmac() -> None:
     with pytest.raises(UsageError) as refused:
         check_secret("clé-secrète", "bearer")
     assert "sign with --auth hmac" in refused.value.hint
+
+
+def test_the_sandbox_command_refuses_a_mangled_secret_too() -> None:
+    """`chert-batch sandbox` serves CHERT_SIGNING_SECRET: the same rule, before listening."""
+    env = {"CHERT_SIGNING_SECRET": S + "\n"}
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0"], env=env)
+    assert result.exit_code == 2
+    assert "Error: CHERT_SIGNING_SECRET ends with a newline: copy it again without it." in (
+        result.output
+    )
+    assert "listening" not in result.output
