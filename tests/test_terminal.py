@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -161,11 +162,14 @@ class Terminal:
     def __init__(self, folder: Path) -> None:
         assert TMUX is not None
         self.folder = folder
-        self.socket = f"chert-test-{id(self)}"
         self.exit_file = folder / "exit-code"
         config = folder / "tmux.conf"
         config.write_text("set -g remain-on-exit on\nset -g history-limit 5000\n")
-        self.base = [TMUX, "-L", self.socket, "-f", str(config)]
+        # A server of its own, its socket in a short folder of its own (a socket's path
+        # is limited to about 100 characters), removed afterwards.
+        self.sockets = Path(tempfile.mkdtemp(prefix="chert-tmux-"))
+        self.env = {**os.environ, "TMUX_TMPDIR": str(self.sockets)}
+        self.base = [TMUX, "-L", "test", "-f", str(config)]
 
     def start(self, args: list[str]) -> None:
         """Start `chert-batch ARGS` in the terminal, in the test's folder."""
@@ -205,10 +209,13 @@ class Terminal:
 
     def close(self) -> None:
         """Stop the terminal and whatever still runs in it."""
-        subprocess.run([*self.base, "kill-server"], capture_output=True, check=False)
+        subprocess.run([*self.base, "kill-server"], env=self.env, capture_output=True, check=False)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
     def _tmux(self, *args: str) -> str:
-        done = subprocess.run([*self.base, *args], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [*self.base, *args], env=self.env, capture_output=True, text=True, check=True
+        )
         return done.stdout
 
 
