@@ -2,4 +2,4 @@
 
 from batcher.cli import main
 
-main()
+main(prog_name="chert-batch")

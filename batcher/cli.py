@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
+import select
 import shlex
+import shutil
+import signal
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 import phonenumbers
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -27,11 +31,13 @@ from rich.progress import (
 from batcher import __version__
 from batcher.client import DEFAULT_BASE_URL, AuthMode, Credentials, check_base_url
 from batcher.errors import BatchError, UsageError
+from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
-from batcher.render import confirmation, run_summary, validate_summary
+from batcher.render import confirmation, plural, run_summary, validate_summary
 from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
+from batcher.secret import SECRET_VARIABLE, check_secret
 from batcher.sending import SendConfig, Tally
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +67,15 @@ class SenderType(click.ParamType[str]):
         return phone.e164
 
 
+class _Worded(click.Option):
+    """An option whose help gives its limits in words, not as click's `x>=0`."""
+
+    def get_help_extra(self, ctx: click.Context) -> click.types.OptionHelpExtra:
+        extra = super().get_help_extra(ctx)
+        extra.pop("range", None)
+        return extra
+
+
 def job_options(command: F) -> F:
     """The options every command that reads a handoff file shares."""
     decorators = [
@@ -73,6 +88,7 @@ def job_options(command: F) -> F:
         click.option(
             "--region",
             type=RegionType(),
+            metavar="CODE",
             default="US",
             show_default=True,
             help="Country of numbers written without a country code.",
@@ -83,9 +99,12 @@ def job_options(command: F) -> F:
             type=SenderType(),
             help="Sending line for rows without one.",
         ),
-        click.option("--sheet", help="Sheet to read from an XLSX file (default: the first)."),
+        click.option(
+            "--sheet", metavar="NAME", help="Sheet to read from an XLSX file (default: the first)."
+        ),
         click.option(
             "--campaign",
+            metavar="NAME",
             default="",
             help="Namespace for idempotency keys: the same rows in another campaign "
             "are sent again.",
@@ -113,13 +132,39 @@ def _fail(error: BatchError) -> None:
     raise SystemExit(error.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _InOrder(click.Group):
+    """Lists its commands in the order a person uses them, not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(
+    cls=_InOrder,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Try it with no account: chert-batch run samples/contacts.xlsx --sandbox",
+)
 @click.version_option(__version__, prog_name="chert-batch")
 def main() -> None:
-    """Send a spreadsheet of messages through Chert, exactly once."""
+    """Send a spreadsheet of messages through Chert, exactly once.
+
+    Check a sheet with `validate`, send it with `run`, and run it again after any
+    failure: it sends only what is not settled yet. See COMMAND --help.
+    """
 
 
-@main.command()
+@main.command(
+    short_help="Check a handoff file and write its results sheet; send nothing.",
+    epilog="""Examples:
+
+\b
+  chert-batch validate leads.xlsx
+  chert-batch validate leads.xlsx --sheet March --region GB
+      read the sheet named March; numbers without a country code are British
+  chert-batch validate leads.csv --from +14155550100 --out checked.csv
+      rows without a sender go from that line; results in checked.csv
+""",
+)
 @job_options
 @click.option(
     "--journal",
@@ -155,16 +200,55 @@ def validate(
         allow_loopback_media=allow_loopback_media,
     )
     try:
-        report = validate_file(options, journal)
+        with _stop_signals_raise():
+            report = validate_file(options, journal)
     except BatchError as error:
         _fail(error)
         return
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else validate_summary(report))
+    except (KeyboardInterrupt, _Stop) as stop:
+        _say_stopped(stop, "nothing was sent, and no results sheet was written", "Run again")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        run_options = _options_for_run(click.get_current_context())
+        click.echo(validate_summary(report, run_options=run_options, width=_width()))
     raise SystemExit(report.exit_code)
 
 
+# validate's options that change nothing `run` would send: the rest are repeated.
+_NOT_FOR_RUN = frozenset({"as_json"})
+
+
+def _options_for_run(ctx: click.Context) -> list[str]:
+    """The options given to this command that `run` takes too, as `run` would take them.
+
+    Every option both commands share changes what is planned, so it is repeated unless
+    `_NOT_FOR_RUN` names it: an option added later is carried over without being listed.
+    """
+    shared = {param.name for param in run.params}
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if not isinstance(param, click.Option) or name not in shared or name in _NOT_FOR_RUN:
+            continue
+        assert name is not None
+        if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        value = ctx.params[name]
+        if param.is_flag:
+            args += [param.opts[0]] if value else []
+            continue
+        for one in value if param.multiple else [value]:
+            args += [param.opts[0], str(one)]
+    return args
+
+
 class _LiveProgress:
-    """A rich progress bar with sent / failed / pending counts, rate and ETA."""
+    """A rich progress bar with sent / failed / pending counts, rate and ETA.
+
+    It counts messages (API requests), as the summary's "messages sent" does: a group
+    row with media or a link is two of them.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.progress: Progress | None = None
@@ -174,7 +258,7 @@ class _LiveProgress:
             self.progress = Progress(
                 TextColumn("[bold]Sending"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.completed:.0f}/{task.fields[messages]}"),
                 TextColumn(
                     "[green]{task.fields[sent]} sent[/] · [red]{task.fields[failed]} failed[/]"
                     " · [yellow]{task.fields[pending]} pending[/]"
@@ -201,7 +285,7 @@ class _LiveProgress:
             self.started = True
         if self.task is None:
             self.task = self.progress.add_task(
-                "send", total=tally.total, sent=0, failed=0, pending=0, rate=""
+                "send", total=tally.total, sent=0, failed=0, pending=0, rate="", messages=""
             )
         speed = self.progress.tasks[0].speed
         self.progress.update(
@@ -212,26 +296,41 @@ class _LiveProgress:
             failed=tally.failed,
             pending=tally.pending,
             rate=f"{speed:.1f}/s" if speed else "",
+            messages=plural(tally.total, "message"),
         )
 
 
 def _credentials(auth: str, tenant: str | None) -> Credentials:
-    secret = os.environ.get("CHERT_SIGNING_SECRET", "")
+    secret = os.environ.get(SECRET_VARIABLE, "")
     if not secret:
         raise UsageError(
-            "CHERT_SIGNING_SECRET is not set.",
-            hint="Export your tenant's signing secret as CHERT_SIGNING_SECRET, or try the "
+            f"{SECRET_VARIABLE} is not set.",
+            hint=f"Export your tenant's signing secret as {SECRET_VARIABLE}, or try the "
             "whole job against a local sandbox with --sandbox.",
         )
-    if auth == "hmac" and not tenant:
+    mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
+    check_secret(secret, mode)
+    if mode == "hmac" and not tenant:
         raise UsageError(
             "--auth hmac needs the tenant slug.",
             hint="Pass --tenant SLUG or set CHERT_TENANT.",
         )
-    return Credentials(secret, "hmac" if auth == "hmac" else "bearer", tenant or "")
+    return Credentials(secret, mode, tenant or "")
 
 
-@main.command()
+@main.command(
+    short_help="Send a handoff file: exactly once, paced, resumable.",
+    epilog="""Examples:
+
+\b
+  chert-batch run leads.xlsx --sandbox
+      the whole job against a local sandbox: no account, no network
+  chert-batch run leads.xlsx --from +14155550100 --rate 2
+      rows without a sender go from that line; at most 2 messages a second
+  chert-batch run leads.csv --yes --json > summary.json
+      no question asked (for scripts), the summary as JSON
+""",
+)
 @job_options
 @click.option(
     "--journal",
@@ -241,28 +340,36 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
 @click.option(
     "--rate",
     type=click.FloatRange(min=0),
-    default=10.0,
+    metavar="PER_SECOND",
+    cls=_Worded,
+    default=10,
     show_default=True,
     help="Requests per second overall (0: no limit).",
 )
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
+    metavar="N",
+    cls=_Worded,
     default=8,
     show_default=True,
-    help="Requests in flight at once.",
+    help="Requests in flight at once (1 to 64).",
 )
 @click.option(
     "--max-wait",
     type=click.FloatRange(min=0),
-    default=60.0,
+    metavar="SECONDS",
+    cls=_Worded,
+    default=60,
     show_default=True,
     help="Longest wait (s) for a line out of capacity; longer defers its new chats.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
+    metavar="SECONDS",
+    cls=_Worded,
+    default=30,
     show_default=True,
     help="Seconds to wait for each answer.",
 )
@@ -273,10 +380,13 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     show_default=True,
     help="How to authenticate with CHERT_SIGNING_SECRET.",
 )
-@click.option("--tenant", envvar="CHERT_TENANT", help="Tenant slug for --auth hmac.")
+@click.option(
+    "--tenant", envvar="CHERT_TENANT", metavar="SLUG", help="Tenant slug for --auth hmac."
+)
 @click.option(
     "--base-url",
     envvar="CHERT_BASE_URL",
+    metavar="URL",
     default=DEFAULT_BASE_URL,
     show_default=True,
     help="Chert API base URL (plain http:// only to this machine).",
@@ -332,10 +442,11 @@ def run(
     Exit 0 when every row is sent or a duplicate, 1 when some rows are invalid,
     failed or pending, 2 on wrong usage, 3 when stopped early.
     """
-    _configure_logging(verbose)
-    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stderr)
     if not yes and not interactive:
         _fail(UsageError("there is no terminal to confirm on.", hint="Pass --yes to send."))
+    if use_sandbox:
+        _sandbox_wins_over(click.get_current_context(), base_url)
     job = JobOptions(
         path=file,
         # Sandbox results and journal never sit where a real run would look for them:
@@ -355,13 +466,18 @@ def run(
         journal=journal,
         journal_max_pages=journal_max_pages,
     )
-    rerun = shlex.join(["chert-batch", *sys.argv[1:]]) if sys.argv[1:] else "chert-batch run"
+    rerun = _this_command()
+    sending = False
     try:
-        with ExitStack() as stack:
+        with _stop_signals_raise(), ExitStack() as stack:
+            secret = os.environ.get(SECRET_VARIABLE, "")
+            redactor = stack.enter_context(logging_to(sys.stderr, verbose, [secret]))
             if use_sandbox:
                 from batcher.sandbox import running_sandbox
 
                 box = stack.enter_context(running_sandbox())
+                redactor.hide(box.secret)
+                adopt_library_loggers()  # uvicorn has just given its loggers handlers
                 mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
                 target = Target(
                     box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox"
@@ -371,34 +487,160 @@ def run(
                 target = Target(url, _credentials(auth, tenant), label=url)
 
             def confirm(preview: Preview) -> bool:
-                if yes:
-                    return True
-                click.echo(confirmation(preview, target.label), err=True)
-                return click.confirm("Send them?", default=False, err=True)
+                nonlocal sending
+                if not yes:
+                    click.echo(confirmation(preview, target.label, rate), err=True)
+                sending = yes or _ask("Send them?")
+                return sending
 
             display = stack.enter_context(_LiveProgress(interactive and not as_json))
             report = run_file(options, target, confirm=confirm, on_progress=display.update)
     except BatchError as error:
         _fail(error)
         return
-    except KeyboardInterrupt:
-        # Only before or after sending: while sending, Ctrl-C stops the run gracefully.
-        click.echo(f"Interrupted. The journal has everything sent so far; rerun: {rerun}", err=True)
-        raise SystemExit(3) from None
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else run_summary(report, rerun))
+    except (KeyboardInterrupt, _Stop) as stop:
+        # Only before or after sending: while sending, the sender stops gracefully itself.
+        if sending:
+            _say_stopped(
+                stop,
+                "nothing is lost: the journal has every message sent so far",
+                "The same command sends the rest and writes the results sheet",
+            )
+        _say_stopped(stop, "nothing was sent", "To start again")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(run_summary(report, rerun, width=_width()))
     raise SystemExit(report.exit_code)
 
 
-def _configure_logging(verbose: int) -> None:
-    if not verbose:
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """For the whole command, SIGTERM and SIGHUP raise _Stop, so every `finally` runs.
+
+    Unhandled, they would end the process on the spot (exit 143, no message), and the
+    results writer's temporary file would stay behind. While sending, the sender
+    listens for them itself (anyio takes these signals over while it listens) and stops
+    gracefully instead. A second signal during the cleanup the first started is ignored:
+    cutting it short is what the first one must not do.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; an embedding program has its own
         return
-    logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs each request line (never headers) at INFO: only with -vv.
-    logging.getLogger("httpx").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise _Stop(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _say_stopped(stop: BaseException, what_happened: str, next_step: str) -> NoReturn:
+    """Say why and where the command stopped, and how to go on; exit 3."""
+    why = signal.Signals(stop.signum).name if isinstance(stop, _Stop) else "Ctrl-C"
+    if _is_terminal(sys.stderr):
+        click.echo(err=True)  # past the ^C, or the prompt the signal interrupted
+    click.echo(f"Stopped ({why}): {what_happened}. {next_step}: {_this_command()}", err=True)
+    raise SystemExit(3)
+
+
+def _this_command() -> str:
+    """The command line as typed, to run again."""
+    return shlex.join(["chert-batch", *sys.argv[1:]])
+
+
+def _sandbox_wins_over(ctx: click.Context, base_url: str) -> None:
+    """--sandbox with --base-url typed is a contradiction; with CHERT_BASE_URL, say which wins.
+
+    The command line is what the person asked for just now: two destinations there
+    cannot both be meant. The environment is ambient (set once, perhaps by following
+    the sandbox's own advice), so it gives way, but not silently.
+    """
+    source = ctx.get_parameter_source("base_url")
+    if source is ParameterSource.COMMANDLINE:
+        _fail(
+            UsageError(
+                "--sandbox and --base-url cannot be used together: --sandbox sends to a "
+                "sandbox it starts on this machine.",
+                hint="Drop --base-url to try the sandbox, or --sandbox to send to that URL.",
+            )
+        )
+    if source is ParameterSource.ENVIRONMENT:
+        click.echo(
+            f"--sandbox: ignoring CHERT_BASE_URL={base_url}; sending to a local sandbox.",
+            err=True,
+        )
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes-or-no question on the terminal; no (or an empty line, or Ctrl-D) is False.
+
+    Ctrl-C raises KeyboardInterrupt (and SIGTERM what its handler raises), at once.
+    """
+    while True:
+        click.echo(f"{question} [y/N]: ", nl=False, err=True)
+        try:
+            answer = _read_line().strip().lower()
+        except EOFError:
+            click.echo(err=True)
+            return False
+        if answer in {"y", "yes"}:
+            return True
+        if answer in {"", "n", "no"}:
+            return False
+        click.echo("Please answer y or n.", err=True)
+
+
+def _read_line() -> str:
+    """A line from standard input that a signal can interrupt; EOFError at its end.
+
+    Python runs signal handlers in the main thread only, and a wait for the terminal
+    (readline's, input()'s) wakes for a signal only if the kernel delivered it to that
+    thread. With the threads of polars and of an in-process sandbox around, Ctrl-C
+    often lands elsewhere and the prompt never ends. Waiting in short selects gives
+    the handlers a turn after each, wherever the signal landed.
+    """
+    if os.name == "posix":
+        while not select.select([sys.stdin], [], [], 0.1)[0]:
+            pass
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def _width() -> int:
+    """The terminal's width for wrapping the summary, or 0 when stdout is no terminal."""
+    return shutil.get_terminal_size().columns if _is_terminal(sys.stdout) else 0
+
+
+def _is_terminal(stream: TextIO | None) -> bool:
+    """Whether a standard stream is a terminal; a closed one (`<&-`: None) is not."""
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # a stream whose file was closed
+        return False
 
 
 def _sender_lines(
@@ -417,10 +659,24 @@ def _sender_lines(
 _PROBABILITY = click.FloatRange(0.0, 1.0)
 
 
-@main.command()
+@main.command(
+    short_help="Serve a local Chert-compatible API, for trying things out.",
+    epilog="""Examples:
+
+\b
+  chert-batch sandbox --port 0
+      any free port; the address is printed
+  chert-batch sandbox --line-gap 600 --line-daily 30
+      a line's first touches 10 minutes apart and 30 a day, as Chert's are
+  chert-batch sandbox --p503 0.1 --pdrop 0.05 --seed 1
+      answer 1 in 10 with 503 and drop 1 in 20, the same way every time
+""",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
+    metavar="PORT",
+    cls=_Worded,
     default=8787,
     show_default=True,
     help="Port on 127.0.0.1 (0 picks a free one).",
@@ -428,51 +684,68 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="PER_SECOND",
+    cls=_Worded,
     help="Requests per second for the tenant; more get 429 / 1007.  [default: no limit]",
 )
 @click.option(
     "--line-gap",
     type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    cls=_Worded,
     help="Seconds between two first touches of one line; sooner gets 4002.  [default: none]",
 )
 @click.option(
     "--line-daily",
     type=click.IntRange(min=1),
+    metavar="N",
+    cls=_Worded,
     help="First touches per line per rolling 24 h; more get 4002.  [default: no cap]",
 )
 @click.option(
     "--lines",
     multiple=True,
+    metavar="NUMBERS",
     callback=_sender_lines,
     help="The tenant's sender numbers (repeat or comma-separate); others get 403 / 2006.  "
     "[default: every sender]",
 )
-@click.option("--seed", type=int, help="Seed for the fault generator, for repeatable faults.")
+@click.option(
+    "--seed", type=int, metavar="N", help="Seed for the fault generator, for repeatable faults."
+)
 @click.option(
     "--p503",
     type=_PROBABILITY,
-    default=0.0,
+    metavar="P",
+    cls=_Worded,
+    default=0,
     show_default=True,
     help="Probability of answering 503 / 3001 before doing anything.",
 )
 @click.option(
     "--pdrop",
     type=_PROBABILITY,
-    default=0.0,
+    metavar="P",
+    cls=_Worded,
+    default=0,
     show_default=True,
     help="Probability of sending, then dropping the connection without an answer.",
 )
 @click.option(
     "--pslow",
     type=_PROBABILITY,
-    default=0.0,
+    metavar="P",
+    cls=_Worded,
+    default=0,
     show_default=True,
     help="Probability of sending, then answering only after --slow-seconds.",
 )
 @click.option(
     "--slow-seconds",
     type=click.FloatRange(min=0),
-    default=40.0,
+    metavar="SECONDS",
+    cls=_Worded,
+    default=40,
     show_default=True,
     help="How long a slow answer takes.",
 )
@@ -500,7 +773,13 @@ def sandbox(
 
     from batcher.sandbox import SandboxConfig, serve
 
-    given_secret = os.environ.get("CHERT_SIGNING_SECRET")
+    given_secret = os.environ.get(SECRET_VARIABLE)
+    if given_secret:
+        try:
+            # The sandbox answers both modes: a secret HMAC can use is one it may serve.
+            check_secret(given_secret, "hmac")
+        except BatchError as error:
+            _fail(error)
     config = SandboxConfig(
         secret=given_secret or secrets.token_urlsafe(32),
         tenant=os.environ.get("CHERT_TENANT") or "sandbox",

@@ -1,8 +1,15 @@
-"""Text a person reads: the summary after a command. Pure functions returning strings."""
+"""Text a person reads: the summary after a command. Pure functions returning strings.
+
+Functions that lay out prose take the terminal's `width` (0: do not wrap, as for a
+pipe or a file); the CLI measures it.
+"""
 
 from __future__ import annotations
 
+import math
 import shlex
+import textwrap
+from collections.abc import Sequence
 
 from batcher.model import Status
 from batcher.pipeline import Changed, Report
@@ -20,17 +27,25 @@ _WHAT_TO_DO: dict[Status, str] = {
 }
 
 
-def validate_summary(report: Report) -> str:
-    """The summary of `chert-batch validate`: counts, codes, first problems, next step."""
+def plural(count: int, noun: str, many: str = "") -> str:
+    """'1 row', '2 rows', '0 rows'; `many` for a noun whose plural is not noun + 's'."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
+
+
+def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: int = 0) -> str:
+    """The summary of `chert-batch validate`: counts, codes, first problems, next step.
+
+    `run_options` are the options `run` needs to send exactly what was checked.
+    """
     pending_note = {Status.PENDING: "ready to send"}
-    lines = [f"{report.source}: {report.total} rows checked. Nothing was sent.", ""]
+    lines = [f"{report.source}: {plural(report.total, 'row')} checked. Nothing was sent.", ""]
     lines += _status_table(report, pending_note)
-    lines += _problems(report)
+    lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
     lines += ["", f"Results: {report.output}"]
     lines += _journal_read(report)
     if report.by_status[Status.PENDING]:
-        command = f"chert-batch run {shlex.quote(str(report.source))}"
+        command = shlex.join(["chert-batch", "run", str(report.source), *run_options])
         verb = "fix the invalid rows, or send the others now" if report.problems else "send"
         lines.append(f"Next: {verb} with: {command}")
     return "\n".join(lines)
@@ -65,7 +80,7 @@ def _status_table(report: Report, notes: dict[Status, str]) -> list[str]:
     return lines
 
 
-def _problems(report: Report) -> list[str]:
+def _problems(report: Report, width: int) -> list[str]:
     if not report.problems:
         return []
     shown = report.problems[:FIRST_PROBLEMS]
@@ -74,17 +89,37 @@ def _problems(report: Report) -> list[str]:
         if len(shown) < len(report.problems)
         else "Problems:"
     )
-    return ["", heading] + [f"  {problem.describe()}" for problem in shown]
+    return ["", heading] + [wrapped(problem.describe(), width) for problem in shown]
 
 
-def run_summary(report: RunReport, rerun: str) -> str:
-    """The summary of `chert-batch run`: counts, codes, problems, deferrals, next step."""
-    lines = [f"{report.source}: {report.total} rows; {report.sent_now} messages sent in this run."]
+def wrapped(text: str, width: int, indent: str = "  ", hanging: str = "      ") -> str:
+    """`text` indented and wrapped at `width`, later lines hanging deeper (0: one line)."""
+    if width <= len(hanging) + 20:  # no terminal, or one too narrow to wrap usefully
+        return indent + text
+    # Words are never broken, nor at hyphens: a number or value stays whole.
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=indent,
+        subsequent_indent=hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
+    """The summary of `chert-batch run`: counts, codes, problems, deferrals, next step.
+
+    Rows are counted by status; messages (API requests: a split group row makes two),
+    as the progress bar counts them.
+    """
+    sent = plural(report.sent_now, "message")
+    lines = [f"{report.source}: {plural(report.total, 'row')}; {sent} sent in this run."]
     if report.cancelled:
         lines = [f"{report.source}: nothing was sent (not confirmed)."]
     lines.append("")
     lines += _status_table(report, {Status.PENDING: "not settled yet: run again"})
-    lines += _problems(report)
+    lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
     lines += _elsewhere(report)
     for line, when in sorted(report.deferred.items()):
@@ -119,22 +154,59 @@ def _stop_advice(stopped: Stopped) -> str:
     return stopped.reason
 
 
-def confirmation(preview: Preview, target: str) -> str:
-    """What `run` asks before sending."""
+def confirmation(preview: Preview, target: str, rate: float) -> str:
+    """What `run` asks before sending: what goes where, what does not, and how long."""
     lines = [
-        f"About to send {preview.requests} messages ({preview.first_touches} to new chats) "
-        f"to {target}, from {len(preview.by_line)} line(s):"
+        f"About to send {plural(preview.requests, 'message')} for "
+        f"{plural(preview.rows, 'row')} to {target}, "
+        f"{preview.first_touches} of them to new chats, "
+        f"from {plural(len(preview.by_line), 'line')}:"
     ]
     lines += [f"  {line:<18} {count:>7}" for line, count in sorted(preview.by_line.items())]
-    if preview.already_sent:
-        lines.append(f"({preview.already_sent} already sent by an earlier run: skipped.)")
     lines += _changed(list(preview.changed), preview.resend_changed, asking=True)
     if preview.elsewhere:
         lines.append(
-            f"({preview.elsewhere} row(s) another chert-batch run is sending right now: "
-            "left to it.)"
+            f"Left to another chert-batch run that is sending them right now: "
+            f"{plural(preview.elsewhere, 'row')}."
         )
+    lines += _not_sent(preview)
+    lines.append(_how_long(preview.requests, rate))
     return "\n".join(lines)
+
+
+def _not_sent(preview: Preview) -> list[str]:
+    counts = [
+        plural(preview.invalid, "invalid row") if preview.invalid else "",
+        plural(preview.duplicate, "duplicate row") if preview.duplicate else "",
+        f"{plural(preview.already_sent, 'row')} already sent" if preview.already_sent else "",
+    ]
+    listed = [count for count in counts if count]
+    if not listed:
+        return []
+    last = listed.pop()
+    return [f"Not sent: {', '.join(listed)} and {last}." if listed else f"Not sent: {last}."]
+
+
+def sending_seconds(requests: int, rate: float) -> float | None:
+    """About how long `requests` take at `rate` per second; None without a rate limit."""
+    return requests / rate if rate > 0 else None
+
+
+def _how_long(requests: int, rate: float) -> str:
+    seconds = sending_seconds(requests, rate)
+    if seconds is None:
+        return "No rate limit (--rate 0): as fast as Chert answers."
+    return f"At --rate {rate:g} this takes about {duration(seconds)}, longer if Chert asks to wait."
+
+
+def duration(seconds: float) -> str:
+    """'3 s', '4 min', '2 h 5 min': rounded up, in the largest unit that reads well."""
+    if seconds < 90:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def _elsewhere(report: RunReport) -> list[str]:
@@ -146,7 +218,7 @@ def _elsewhere(report: RunReport) -> list[str]:
     for run, rows in by_run.items():
         shown = ", ".join(str(row) for row in rows[:FIRST_PROBLEMS])
         more = f" and {len(rows) - FIRST_PROBLEMS} more" if len(rows) > FIRST_PROBLEMS else ""
-        count = "1 row is" if len(rows) == 1 else f"{len(rows)} rows are"
+        count = plural(len(rows), "row") + (" is" if len(rows) == 1 else " are")
         lines += [
             "",
             f"{count} being sent by another chert-batch run right now ({run}): rows "
@@ -159,7 +231,7 @@ def _changed(changed: list[Changed], resend: bool, *, asking: bool = False) -> l
     """Rows sent earlier and changed since: who gets a second message, or that none will."""
     if not changed:
         return []
-    rows = "1 row was" if len(changed) == 1 else f"{len(changed)} rows were"
+    rows = plural(len(changed), "row") + (" was" if len(changed) == 1 else " were")
     lines = ["", f"{rows} sent earlier and changed since:"]
     for row in changed[:FIRST_PROBLEMS]:
         when = f" on {row.sent_at[:10]}" if row.sent_at else ""

@@ -233,11 +233,18 @@ def _write_xlsx(
             cell.number_format = "@"  # Text: what a person types here later stays text too
         return cell
 
-    for number, line in enumerate(lines, start=1):
-        font = bold if number == sheet.header_number else None
-        worksheet.append(
-            [string_cell(value, font, i in phone_columns) for i, value in enumerate(line)]
-        )
+    try:
+        for number, line in enumerate(lines, start=1):
+            font = bold if number == sheet.header_number else None
+            worksheet.append(
+                [string_cell(value, font, i in phone_columns) for i, value in enumerate(line)]
+            )
+    except BaseException:
+        # Interrupted (a signal, an error making a line): end openpyxl's spooled rows now.
+        # Left to the interpreter's exit, its two generators close in any order, and the
+        # one writing the rows complains of a closed file with a traceback.
+        worksheet.close()
+        raise
     book.save(path)
 
 

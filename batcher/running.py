@@ -67,12 +67,15 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Preview:
-    """What is about to be sent, for the confirmation."""
+    """What is about to be sent, for the confirmation; and, in rows, what will not be."""
 
     requests: int
     first_touches: int
     by_line: dict[str, int]
-    already_sent: int
+    already_sent: int  # rows: by an earlier run, as the journal or the sheet says
+    rows: int = 0  # rows with something left to send
+    invalid: int = 0
+    duplicate: int = 0
     # Rows sent earlier and changed since; with resend_changed they are among the requests.
     changed: tuple[Changed, ...] = ()
     resend_changed: bool = False
@@ -150,7 +153,7 @@ def run_file(
             report.elsewhere = _claim(claims, todo)
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
-        if todo and confirm(_preview(todo, records, report)):
+        if todo and confirm(_preview(plan, todo, held, report)):
             chats = {
                 ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
@@ -385,13 +388,25 @@ def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[
     return {request.key for row in plan.rows if row.row in changed for request in row.requests}
 
 
-def _preview(todo: list[Request], records: dict[str, Record], report: RunReport) -> Preview:
+def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport) -> Preview:
     by_line: Counter[str] = Counter(request.sender or "(existing chats)" for request in todo)
+    sending = {request.row for request in todo}
+    statuses = Counter(row.status for row in plan.rows)
+    settled = sum(
+        1
+        for row in plan.rows
+        if row.status is Status.PENDING
+        and row.row not in sending
+        and not any(request.key in held for request in row.requests)
+    )
     return Preview(
         requests=len(todo),
         first_touches=sum(request.creates_chat for request in todo),
         by_line=dict(by_line),
-        already_sent=sum(record.state is State.SENT for record in records.values()),
+        already_sent=statuses[Status.SENT] + settled,
+        rows=len(sending),
+        invalid=statuses[Status.INVALID],
+        duplicate=statuses[Status.DUPLICATE],
         changed=tuple(report.changed),
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),

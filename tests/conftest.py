@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +20,10 @@ def batch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("CHERT_BATCH_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def box() -> Iterator[RunningSandbox]:
+    """A plain sandbox on loopback: no limits, no faults."""
+    with running_sandbox(SandboxConfig()) as running:
+        yield running

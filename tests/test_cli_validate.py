@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from batcher.cli import main
-from tests.sheets import write_csv
+from tests.sheets import write_csv, write_xlsx
 
 SENDER = "+15555550100"
 GOOD = [["From", "To", "Text"], [SENDER, "4155551234", "hi"], [SENDER, "4155552671", "yo"]]
+# The same rows with country codes: valid for any --region.
+WORLDWIDE = [
+    ["From", "To", "Text"],
+    [SENDER, "+14155551234", "hi"],
+    [SENDER, "+447911123456", "yo"],
+]
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -106,3 +114,69 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     code, output = invoke("validate", str(tmp_path / "nope.xlsx"))
     assert code == 2
     assert "does not exist" in output
+
+
+def next_line(output: str) -> str:
+    """The summary's last line: the command to send what was checked."""
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Next: send with: "), output
+    return last.removeprefix("Next: send with: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "repeated"),
+    [
+        ([], []),
+        (["--json"], None),  # no summary to repeat them in
+        (["--region", "gb"], ["--region", "GB"]),
+        (["--from", "(555) 555-0100"], ["--from", SENDER]),
+        (["--campaign", "spring launch"], ["--campaign", "spring launch"]),
+        (["--allow-duplicates", "--region", "DE"], ["--region", "DE", "--allow-duplicates"]),
+    ],
+)
+def test_next_repeats_what_changes_the_plan(
+    tmp_path: Path, args: list[str], repeated: list[str] | None
+) -> None:
+    """The pasted command sends exactly what validate checked: same options, shell-quoted."""
+    path = write_csv(tmp_path / "in put.csv", WORLDWIDE)
+    code, output = invoke("validate", str(path), *args)
+    assert code == 0
+    if repeated is None:
+        assert "Next:" not in output
+    else:
+        assert next_line(output) == shlex.join(["chert-batch", "run", str(path), *repeated])
+
+
+# A value for each option validate and run share; a new shared option must be added here.
+SHARED_VALUES: dict[str, list[str]] = {
+    "--out": ["{tmp}/checked.xlsx"],
+    "--region": ["GB"],
+    "--from": [SENDER],
+    "--sheet": ["Leads"],
+    "--campaign": ["spring"],
+    "--allow-duplicates": [],
+    "--journal": ["{tmp}/checked.journal.sqlite"],
+    "--allow-loopback-media": [],
+}
+
+
+def test_every_shared_option_is_carried_to_run(tmp_path: Path) -> None:
+    """Each option validate shares with run (but --json) reaches the Next command."""
+    validate, run = main.commands["validate"], main.commands["run"]
+    shared = {
+        param.opts[0]
+        for param in validate.params
+        if isinstance(param, click.Option) and param.name in {p.name for p in run.params}
+    }
+    assert shared - {"--json"} == set(SHARED_VALUES)
+    path = write_xlsx(tmp_path / "in.xlsx", WORLDWIDE, sheet="Leads")
+    given = {
+        option: [value.format(tmp=tmp_path) for value in values]
+        for option, values in SHARED_VALUES.items()
+    }
+    code, output = invoke("validate", str(path), *[a for o, v in given.items() for a in (o, *v)])
+    assert code == 0, output
+    command = shlex.split(next_line(output))
+    for option, values in given.items():
+        at = command.index(option)
+        assert command[at + 1 : at + 1 + len(values)] == values

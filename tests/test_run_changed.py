@@ -142,7 +142,7 @@ def changed(resend: bool) -> Preview:
 )
 def test_confirmation_lists_changed_rows(resend: bool, line: str) -> None:
     """The confirmation says which rows changed since sent, and what happens to them."""
-    text = confirmation(changed(resend), "sandbox")
+    text = confirmation(changed(resend), "sandbox", rate=10.0)
     assert "1 row was sent earlier and changed since:" in text
     assert line in text.splitlines()
 
