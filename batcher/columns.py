@@ -39,8 +39,12 @@ ACCEPTED_RECIPIENT_HEADERS = "To, Recipients, Recipient, Phone, Phone Number, Mo
 
 
 def header_key(header: str) -> str:
-    """A header as it is matched: lower case, without spaces, dashes and underscores."""
-    return _HEADER_NOISE.sub("", header).lower()
+    """A header as it is matched: lower case, without spaces, dashes and underscores.
+
+    Leading apostrophes do not count either: a results CSV escapes a header such as
+    "-To-" as "'-To-" (see batcher.cells), and it must still name the same column.
+    """
+    return _HEADER_NOISE.sub("", header.lstrip("'")).lower()
 
 
 def column_name(headers: tuple[str, ...], index: int) -> str:

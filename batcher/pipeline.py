@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media
@@ -172,7 +173,8 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         folder=options.path.parent,
         allow_loopback_media=options.allow_loopback_media,
     )
-    return sheet, columns, RowValidator(columns, rules, sheet.scientific)
+    escaped = holds_escaped_cells(sheet.kind, columns)
+    return sheet, columns, RowValidator(columns, rules, sheet.scientific, escaped=escaped)
 
 
 def _planned(
@@ -184,7 +186,7 @@ def _planned(
         checked = validator(row)
         if status_column is not None and row.cell(status_column).strip().lower() == "sent":
             settled = SettledRow(row.number, checked if isinstance(checked, Message) else None)
-            yield planner.plan(settled), _carried_outcome(row.cells, columns)
+            yield planner.plan(settled), _carried_outcome(row.cells, columns, validator.clean)
         else:
             yield planner.plan(checked), None
 
@@ -226,12 +228,14 @@ def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
         report.problems.append(row.problem)
 
 
-def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
-    """The result cells of a row an earlier run sent, kept as they are."""
+def _carried_outcome(
+    cells: tuple[str, ...], columns: ColumnMap, clean: Callable[[str], str]
+) -> RowOutcome:
+    """The result cells of a row an earlier run sent, kept as they are (read by `clean`)."""
 
     def cell(name: str) -> str:
         index = columns.results.get(name)
-        return cells[index].strip() if index is not None and index < len(cells) else ""
+        return clean(cells[index]) if index is not None and index < len(cells) else ""
 
     return RowOutcome(
         Status.SENT,

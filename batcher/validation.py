@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from batcher.cells import unescape_csv_cell
 from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
@@ -24,8 +25,6 @@ _RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
 # Keys chert-batch derives itself: a version prefix and 32 hex digits (see batcher.planning).
 DERIVED_KEY = re.compile(r"cb1-[0-9a-f]{32}")
-# What a results CSV prefixed with "'" so that a spreadsheet would not run it as a formula.
-_ESCAPED_CELL = re.compile(r"'[=+\-@\t\r]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +68,11 @@ def validate_row(
     columns: ColumnMap,
     rules: Rules,
     scientific: frozenset[tuple[int, int]] = frozenset(),
+    *,
+    escaped: bool = False,
 ) -> Message | Problem:
     """Normalize a row's numbers and parts; the first problem found, with the API's code."""
-    return RowValidator(columns, rules, scientific)(row)
+    return RowValidator(columns, rules, scientific, escaped=escaped)(row)
 
 
 class _BadNumber(NamedTuple):
@@ -87,6 +88,7 @@ class RowValidator:
     Column names are resolved once per sheet, and each distinct phone cell is split and
     normalized once: a sheet of 100,000 rows repeats many of its numbers. Close it (or
     use it as a context manager) when done, to stop a helper process `prefetch` started.
+    `escaped` says the cells are a results CSV's (see `batcher.cells.holds_escaped_cells`).
     """
 
     def __init__(
@@ -94,11 +96,13 @@ class RowValidator:
         columns: ColumnMap,
         rules: Rules,
         scientific: frozenset[tuple[int, int]] = frozenset(),
+        *,
+        escaped: bool = False,
     ) -> None:
         self.columns = columns
         self.rules = rules
         self.scientific = scientific
-        self.unescape = columns.is_results_sheet
+        self.unescape = escaped
         self.width = len(columns.headers)
         self.parts = tuple((kind, index, columns.name(index)) for kind, index in columns.parts)
         self.text_column = next(
@@ -109,7 +113,7 @@ class RowValidator:
             if columns.idempotency_key is None
             else columns.name(columns.idempotency_key)
         )
-        # Verdicts by text (after _clean): senders' and recipients' numbers, and each
+        # Verdicts by text (after clean): senders' and recipients' numbers, and each
         # recipients cell's sorted distinct numbers or its first bad number.
         self.senders = PhoneBook(rules.region, sender=True)
         self.recipients = PhoneBook(rules.region)
@@ -151,7 +155,7 @@ class RowValidator:
         raw = dict.fromkeys(
             row.cells[index] if index < len(row.cells) else "" for row in rows for index in indexes
         )
-        return list(dict.fromkeys(self._clean(value) for value in raw))
+        return list(dict.fromkeys(self.clean(value) for value in raw))
 
     def __call__(self, row: SheetRow) -> Message | Problem:
         """Normalize a row's numbers and parts; the first problem found, with the API's code."""
@@ -171,7 +175,7 @@ class RowValidator:
             return found
         parts, part_columns = found
         keys = tuple(self._text(cells, columns.idempotency_key).split())
-        if self.unescape and all(DERIVED_KEY.fullmatch(key) for key in keys):
+        if columns.is_results_sheet and all(DERIVED_KEY.fullmatch(key) for key in keys):
             keys = ()  # written by an earlier run: derive again, so a fixed row gets a fresh key
         return Message(
             row.number,
@@ -186,15 +190,18 @@ class RowValidator:
             self.key_column,
         )
 
-    def _clean(self, value: str) -> str:
-        """A cell's text: stripped, and without the apostrophe a results CSV put before it."""
-        value = value.strip()
-        if self.unescape and _ESCAPED_CELL.match(value):
-            return value[1:]
-        return value
+    def clean(self, value: str) -> str:
+        """A cell's text: without the escape a results CSV gave it, then stripped.
+
+        In that order: the escape goes before everything the writer was given, white
+        space included ("\t=x" is written "'\t=x"), so it comes off first.
+        """
+        if self.unescape and value[:1] == "'":
+            value = unescape_csv_cell(value)
+        return value.strip()
 
     def _text(self, cells: tuple[str, ...], index: int | None) -> str:
-        return "" if index is None else self._clean(cells[index])
+        return "" if index is None else self.clean(cells[index])
 
     def _problem(
         self, number: int, index: int | None, value: str, code: int, message: str
