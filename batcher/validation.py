@@ -21,7 +21,8 @@ from batcher.model import Part, Problem
 from batcher.phones import RETYPE, PhoneBook
 
 MAX_RECIPIENTS = 31
-_RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n]+")
+# With their full-width forms and the ideographic comma, as an East Asian keyboard types them.
+_RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n\uff1b\uff0c\uff5c\u3001]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
 # Keys chert-batch derives itself: a version prefix and 32 hex digits (see batcher.planning).
 DERIVED_KEY = re.compile(r"cb1-[0-9a-f]{32}")
