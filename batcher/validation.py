@@ -120,7 +120,7 @@ class RowValidator:
         self.recipients = PhoneBook(rules.region)
         self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
         # Each distinct media cell checked once; what files and URLs need uploading, by ref.
-        self.media_cells: dict[str, Media | str] = {}
+        self.media_cells: dict[str, Media | MediaProblem] = {}
         self.media: dict[str, Media] = {}
         self._pieces: dict[str, list[str]] = {}  # cells prefetch split, until validated
 
@@ -297,8 +297,9 @@ class RowValidator:
                 )
             if kind == "media":
                 media = self._media(value)
-                if isinstance(media, str):
-                    return self._problem(number, index, value, 1002, media)
+                if isinstance(media, MediaProblem):
+                    shown = media.shown or value  # a URL's password is not shown back
+                    return self._problem(number, index, shown, 1002, str(media))
                 value = media.ref
             parts.append(Part(kind, value))
             names.append(name)
@@ -314,7 +315,7 @@ class RowValidator:
             )
         return tuple(parts), tuple(names)
 
-    def _media(self, value: str) -> Media | str:
+    def _media(self, value: str) -> Media | MediaProblem:
         """A media cell's check, once per distinct cell: the media, or why it must not go."""
         verdict = self.media_cells.get(value)
         if verdict is None:
@@ -323,7 +324,7 @@ class RowValidator:
                     value, self.rules.folder, allow_loopback=self.rules.allow_loopback_media
                 )
             except MediaProblem as problem:
-                verdict = str(problem)
+                verdict = problem.with_traceback(None)  # no frames kept alive in the cache
             else:
                 if verdict.kind is not MediaKind.ATTACHMENT:
                     self.media[verdict.ref] = verdict
