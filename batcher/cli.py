@@ -94,6 +94,12 @@ def job_options(command: F) -> F:
             is_flag=True,
             help="Send rows that repeat an earlier row exactly, instead of skipping them.",
         ),
+        click.option(
+            "--allow-hardlinks",
+            is_flag=True,
+            help="Send media files that are hard links (by default refused: a hard link can "
+            "bring in a private file from anywhere on the disk).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -128,6 +134,7 @@ def validate(
     sheet: str | None,
     campaign: str,
     allow_duplicates: bool,
+    allow_hardlinks: bool,
     as_json: bool,
     allow_loopback_media: bool,
 ) -> None:
@@ -145,6 +152,7 @@ def validate(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
     )
     try:
@@ -290,6 +298,7 @@ def run(
     sheet: str | None,
     campaign: str,
     allow_duplicates: bool,
+    allow_hardlinks: bool,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -327,6 +336,7 @@ def run(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
     )
     options = RunOptions(

@@ -3,10 +3,11 @@
 A media cell holds an attachment id (sent as is), a path to a file relative to
 the sheet's folder, or an https:// URL (downloaded, then uploaded). Refused
 before any request: missing files; paths that resolve outside the sheet's
-folder (`..`, absolute paths, symbolic links out), because a handoff file must
-never make the tool send a private file such as a key to a stranger's phone;
-files over 100 MB; content Chert does not send (checked by extension and by
-the file's first bytes); URLs that are not https, that carry a user name or
+folder (`..`, absolute paths, symbolic links out) and hard links (which may be
+a file from anywhere on the disk, linked in), because a handoff file must never
+make the tool send a private file such as a key to a stranger's phone; files
+over 100 MB; content Chert does not send (checked by extension and by the
+file's first bytes); URLs that are not https, that carry a user name or
 password, or that lead to an address that is not on the public internet
 (loopback, private, link-local, special-purpose, or an IPv6 form of one).
 `run` checks each hop again right before downloading, and the address it
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -110,14 +112,20 @@ def kind_of(value: str) -> MediaKind:
     return MediaKind.ATTACHMENT
 
 
-def check_media(value: str, folder: Path, *, allow_loopback: bool = False) -> Media:
+def check_media(
+    value: str,
+    folder: Path,
+    *,
+    allow_loopback: bool = False,
+    allow_hardlinks: bool = False,
+) -> Media:
     """Check a media cell without uploading anything; raise MediaProblem if it must not go."""
     kind = kind_of(value)
     if kind is MediaKind.URL:
         check_url(value, allow_loopback=allow_loopback)
         return Media(MediaKind.URL, value, location=value)
     if kind is MediaKind.FILE:
-        return check_file(value, folder)
+        return check_file(value, folder, allow_hardlinks=allow_hardlinks)
     if any(character.isspace() for character in value):
         raise MediaProblem(
             f"{value!r} is neither an attachment id (it has spaces) nor a file name "
@@ -126,8 +134,13 @@ def check_media(value: str, folder: Path, *, allow_loopback: bool = False) -> Me
     return Media(MediaKind.ATTACHMENT, value)
 
 
-def check_file(value: str, folder: Path) -> Media:
-    """A file inside the sheet's folder, of a type Chert sends, at most 100 MB."""
+def check_file(value: str, folder: Path, *, allow_hardlinks: bool = False) -> Media:
+    """A file inside the sheet's folder, of a type Chert sends, at most 100 MB.
+
+    Not a hard link, unless allowed: a second name for a file can sit in the folder
+    while the file is someone's private one from anywhere else on the disk, and nothing
+    tells which of its names is the original.
+    """
     if Path(value).is_absolute() or PureWindowsPath(value).is_absolute() or value.startswith("~"):
         raise MediaProblem(
             f"{value!r} is an absolute path. Put the file in the sheet's folder ({folder}) "
@@ -149,11 +162,19 @@ def check_file(value: str, folder: Path) -> Media:
             f"{value!r} is a {path.suffix or 'file without extension'}, which Chert does not "
             f"send. Accepted: {ACCEPTED}."
         )
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise MediaProblem(f"{value!r} is {size / 1e6:.0f} MB; Chert takes at most 100 MB.")
     digest = hashlib.sha256()
     with path.open("rb") as stream:
+        status = os.fstat(stream.fileno())  # the file read, not whatever the name is now
+        if status.st_nlink > 1 and not allow_hardlinks:
+            raise MediaProblem(
+                f"{value!r} is a hard link (one of {status.st_nlink} names for the same file): "
+                f"it may be a private file from outside the sheet's folder ({root}), linked "
+                "in. Copy the file into the folder instead of linking it, or pass "
+                "--allow-hardlinks."
+            )
+        size = status.st_size
+        if size > MAX_BYTES:
+            raise MediaProblem(f"{value!r} is {size / 1e6:.0f} MB; Chert takes at most 100 MB.")
         head = stream.read(64)
         digest.update(head)
         while chunk := stream.read(1 << 20):

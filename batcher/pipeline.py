@@ -35,6 +35,8 @@ class JobOptions:
     default_sender: str = ""
     campaign: str = ""
     allow_duplicates: bool = False
+    # Media files may be hard links (see batcher.media.check_file).
+    allow_hardlinks: bool = False
     # Test-only: media URLs may be plain http to this machine.
     allow_loopback_media: bool = False
 
@@ -172,6 +174,7 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         default_sender=options.default_sender,
         folder=options.path.parent,
         allow_loopback_media=options.allow_loopback_media,
+        allow_hardlinks=options.allow_hardlinks,
     )
     escaped = holds_escaped_cells(sheet.kind, columns)
     return sheet, columns, RowValidator(columns, rules, sheet.scientific, escaped=escaped)

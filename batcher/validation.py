@@ -38,6 +38,8 @@ class Rules:
     folder: Path = Path()
     # Test-only: let media URLs be plain http on this machine (the tests' own servers).
     allow_loopback_media: bool = False
+    # Media files may be hard links (which could be any file on the disk, linked in).
+    allow_hardlinks: bool = False
 
 
 class Message(NamedTuple):
@@ -321,7 +323,10 @@ class RowValidator:
         if verdict is None:
             try:
                 verdict = check_media(
-                    value, self.rules.folder, allow_loopback=self.rules.allow_loopback_media
+                    value,
+                    self.rules.folder,
+                    allow_loopback=self.rules.allow_loopback_media,
+                    allow_hardlinks=self.rules.allow_hardlinks,
                 )
             except MediaProblem as problem:
                 verdict = problem.with_traceback(None)  # no frames kept alive in the cache

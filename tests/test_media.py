@@ -84,6 +84,42 @@ def test_refusals(tmp_path: Path, setup: str, value: str, message: str) -> None:
         check_media(value, folder)
 
 
+HARD_LINK = (
+    "'{name}' is a hard link (one of 2 names for the same file): it may be a private file "
+    "from outside the sheet's folder ({folder}), linked in. Copy the file into the folder "
+    "instead of linking it, or pass --allow-hardlinks."
+)
+
+
+@pytest.mark.parametrize("target", ["../secret.png", "img/original.png"])
+def test_hard_links_refused(tmp_path: Path, target: str) -> None:
+    """A hard link may be any file on the disk: refused, wherever its other name is."""
+    folder = tmp_path / "sheet"
+    original = write(folder / target, PNG)
+    os.link(original, folder / "photo.png")
+    with pytest.raises(MediaProblem) as refused:
+        check_media("photo.png", folder)
+    assert str(refused.value) == HARD_LINK.format(name="photo.png", folder=folder.resolve())
+
+
+def test_hard_links_allowed_when_asked(tmp_path: Path) -> None:
+    """With allow_hardlinks, a hard link is sent like any other file."""
+    folder = tmp_path / "sheet"
+    folder.mkdir()
+    os.link(write(tmp_path / "secret.png", PNG), folder / "p.png")
+    media = check_media("p.png", folder, allow_hardlinks=True)
+    assert (media.kind, media.content_type, media.size) == (MediaKind.FILE, "image/png", len(PNG))
+
+
+def test_symbolic_link_inside_to_a_hard_link(tmp_path: Path) -> None:
+    """A symbolic link is judged by the file it leads to."""
+    original = write(tmp_path / "sheet" / "img" / "a.png", PNG)
+    os.link(original, tmp_path / "sheet" / "b.png")
+    (tmp_path / "sheet" / "c.png").symlink_to("img/a.png")
+    with pytest.raises(MediaProblem, match=re.escape("'c.png' is a hard link")):
+        check_media("c.png", tmp_path / "sheet")
+
+
 @pytest.mark.parametrize(
     ("name", "data"), [("a.jpg", JPEG_HEAD), ("a.jpeg", JPEG_HEAD), ("doc.pdf", PDF)]
 )

@@ -186,11 +186,13 @@ def test_refusals_are_invalid_and_nothing_is_uploaded(box: RunningSandbox, tmp_p
     write(folder / "notes.txt", b"hello")
     write(tmp_path / "secret.png", PNG)
     (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    os.link(tmp_path / "secret.png", folder / "hard.png")
     refused = [
         "missing.png",
         "../secret.png",
         "/etc/passwd.png",
         "link.png",
+        "hard.png",
         "notes.txt",
         "http://example.com/a.png",
         "https://192.168.0.10/a.png",
@@ -232,6 +234,24 @@ def test_credentials_never_shown_back(tmp_path: Path) -> None:
         (row,) = csv.DictReader(stream)
     assert row["Image"] == url  # the input's own cell, kept as the user wrote it
     assert "hunter2" not in row["error_message"]
+
+
+@pytest.mark.parametrize(
+    "command", [["validate"], ["run", "--sandbox", "--yes", "--out", "{tmp}/sent.csv"]]
+)
+def test_allow_hardlinks_option(tmp_path: Path, command: list[str]) -> None:
+    """Both commands refuse a hard-linked image unless --allow-hardlinks is given."""
+    folder = tmp_path / "sheet"
+    folder.mkdir()
+    os.link(write(tmp_path / "elsewhere.png", PNG), folder / "p.png")
+    path = write_csv(folder / "in.csv", [HEADERS, [LINE_A, recipient(1), "hi", "", "p.png"]])
+    args = [part.format(tmp=tmp_path) for part in command] + [str(path)]
+    refused = run_cli(args, dict(os.environ))
+    assert refused.returncode == 1, refused.stderr
+    assert "row 2, column Image: 'p.png' is a hard link (one of 2 names" in refused.stdout
+    allowed = run_cli([*args, "--allow-hardlinks"], dict(os.environ))
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "hard link" not in allowed.stdout
 
 
 def test_connected_address_is_checked_by_the_same_rule(files: str) -> None:
