@@ -10,8 +10,11 @@ over 100 MB; content Chert does not send (checked by extension and by the
 file's first bytes); URLs that are not https, that carry a user name or
 password, or that lead to an address that is not on the public internet
 (loopback, private, link-local, special-purpose, or an IPv6 form of one).
-`run` checks each hop again right before downloading, and the address it
-actually connected to as well (see batcher.uploading).
+
+Planning checks a URL without looking its host name up (validate sends nothing,
+so it asks no DNS server); an address written in the URL is checked all the
+same. `run` checks each hop again, resolving it, right before downloading, and
+the address it actually connected to as well (see batcher.uploading).
 """
 
 from __future__ import annotations
@@ -118,11 +121,15 @@ def check_media(
     *,
     allow_loopback: bool = False,
     allow_hardlinks: bool = False,
+    resolve_names: bool = True,
 ) -> Media:
-    """Check a media cell without uploading anything; raise MediaProblem if it must not go."""
+    """Check a media cell without uploading anything; raise MediaProblem if it must not go.
+
+    Without `resolve_names`, a URL's host name is not looked up (see check_url).
+    """
     kind = kind_of(value)
     if kind is MediaKind.URL:
-        check_url(value, allow_loopback=allow_loopback)
+        check_url(value, allow_loopback=allow_loopback, resolve_names=resolve_names)
         return Media(MediaKind.URL, value, location=value)
     if kind is MediaKind.FILE:
         return check_file(value, folder, allow_hardlinks=allow_hardlinks)
@@ -192,11 +199,13 @@ def check_content(name: str, content_type: str, head: bytes) -> None:
         )
 
 
-def check_url(url: str, *, allow_loopback: bool = False) -> None:
+def check_url(url: str, *, allow_loopback: bool = False, resolve_names: bool = True) -> None:
     """https to a public address only (plain http and loopback only when allowed, for tests).
 
     A URL naming its host by address is checked as it is; a host name is looked up and
-    every address it has is checked.
+    every address it has is checked, unless `resolve_names` is off: then the name is
+    left for the download to check (only `localhost`, this machine by definition, is
+    refused without a lookup).
     """
     if (shown := _userinfo_hidden(url)) != url:
         raise MediaProblem(
@@ -212,7 +221,7 @@ def check_url(url: str, *, allow_loopback: bool = False) -> None:
         raise MediaProblem(f"{url!r} is not an https:// URL. Only https:// media is fetched.")
     if not host:
         raise MediaProblem(f"{url!r} has no host name.")
-    for address in resolve(host, parts.port or 443):
+    for address in resolve(host, parts.port or 443, names=resolve_names):
         if allow_loopback and address.is_loopback:
             continue
         if why := why_not_public(address):
@@ -245,15 +254,26 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """Every address a host name resolves to (an address literal resolves to itself)."""
+def resolve(host: str, port: int, *, names: bool = True) -> list[IPAddress]:
+    """Every address a host name resolves to (an address literal resolves to itself).
+
+    With `names` off, only what the system reads as an address without asking DNS
+    (`127.0.0.1`, `[::1]`, but also `127.1` or `2130706433`); a host name gives none,
+    except `localhost`.
+    """
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         pass
+    if not names and is_loopback(host):
+        return [ipaddress.IPv4Address("127.0.0.1")]
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=0 if names else socket.AI_NUMERICHOST
+        )
     except socket.gaierror as exc:
+        if not names:
+            return []  # a name, not an address: checked when it is looked up to download
         raise MediaProblem(
             f"the host {host!r} cannot be looked up ({exc.strerror}). Check the URL."
         ) from None

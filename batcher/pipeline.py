@@ -17,7 +17,7 @@ from typing import Any
 from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
 from batcher.loading import Sheet, load_sheet
-from batcher.media import Media
+from batcher.media import Media, MediaKind
 from batcher.model import CODE_MEANINGS, Problem, RowOutcome, Status
 from batcher.planning import Plan, Planner, RowPlan, SettledRow
 from batcher.results import default_output, write_rows
@@ -69,6 +69,8 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     # validate only plans: `pending` is then the expected outcome, not unfinished work.
     planned_only: bool = False
+    # Distinct media URLs that passed what validate checks: their hosts are checked when sending.
+    media_urls: int = 0
 
     @property
     def total(self) -> int:
@@ -159,6 +161,7 @@ def validate_file(options: JobOptions) -> Report:
             # writing overlaps with the numbers a helper process may still be working out.
             planned = _planned(sheet, columns, validator, planner)
             write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
+        report.media_urls = sum(media.kind is MediaKind.URL for media in validator.media.values())
     return report
 
 

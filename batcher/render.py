@@ -26,6 +26,12 @@ def validate_summary(report: Report) -> str:
     lines = [f"{report.source}: {report.total} rows checked. Nothing was sent.", ""]
     lines += _status_table(report, pending_note)
     lines += _problems(report)
+    if report.media_urls:
+        lines += [
+            "",
+            f"Media URLs ({report.media_urls}) are checked when sending: validate "
+            "does not look up their hosts or download them.",
+        ]
     lines += ["", f"Results: {report.output}"]
     if report.by_status[Status.PENDING]:
         command = f"chert-batch run {shlex.quote(str(report.source))}"

@@ -318,7 +318,11 @@ class RowValidator:
         return tuple(parts), tuple(names)
 
     def _media(self, value: str) -> Media | MediaProblem:
-        """A media cell's check, once per distinct cell: the media, or why it must not go."""
+        """A media cell's check, once per distinct cell: the media, or why it must not go.
+
+        URLs are checked without looking up their host names: validate sends nothing, and
+        run checks every hop, resolved, right before it downloads.
+        """
         verdict = self.media_cells.get(value)
         if verdict is None:
             try:
@@ -327,6 +331,7 @@ class RowValidator:
                     self.rules.folder,
                     allow_loopback=self.rules.allow_loopback_media,
                     allow_hardlinks=self.rules.allow_hardlinks,
+                    resolve_names=False,
                 )
             except MediaProblem as problem:
                 verdict = problem.with_traceback(None)  # no frames kept alive in the cache

@@ -279,6 +279,35 @@ def test_an_at_sign_after_the_host_is_no_credential(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
+        ("https://127.1/a.png", "points to 127.0.0.1, a loopback address"),
+        ("https://2130706433/a.png", "points to 127.0.0.1, a loopback address"),
+        ("https://0x7f000001/a.png", "points to 127.0.0.1, a loopback address"),
+        ("https://[64:ff9b::7f00:1]/a.png", "a NAT64 address for 127.0.0.1"),
+        ("https://10.0.0.1:8443/a.png", "points to 10.0.0.1, a private address"),
+        ("https://localhost/a.png", "points to 127.0.0.1, a loopback address"),
+        ("https://LOCALHOST./a.png", "points to 127.0.0.1, a loopback address"),
+    ],
+)
+def test_addresses_checked_without_looking_names_up(url: str, message: str) -> None:
+    """Addresses written in a URL, in any form the system reads as one, need no DNS."""
+    with pytest.raises(MediaProblem, match=re.escape(message)):
+        check_media(url, Path("."), resolve_names=False)
+
+
+def test_host_names_are_left_for_sending() -> None:
+    """Without resolve_names, a name is not looked up: one that does not exist passes."""
+    url = "https://media.invalid/a.png"  # .invalid never resolves (RFC 6761)
+    assert check_media(url, Path("."), resolve_names=False).location == url
+    with pytest.raises(
+        MediaProblem, match=re.escape("the host 'media.invalid' cannot be looked up")
+    ):
+        check_media(url, Path("."))
+
+
+@pytest.mark.parametrize("resolve_names", [True, False])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
         ("https://[::1/a.png", "'https://[::1/a.png' is not a well-formed URL (Invalid IPv6 URL)"),
         ("https://example.com:99999/a.png", "is not a well-formed URL (Port out of range"),
         ("https://example.com:https/a.png", "is not a well-formed URL (Port could not be cast"),
@@ -286,10 +315,10 @@ def test_an_at_sign_after_the_host_is_no_credential(url: str) -> None:
         (f"https://{'a' * 64}.com/a.png", "is not a valid host name"),
     ],
 )
-def test_malformed_urls(url: str, message: str) -> None:
+def test_malformed_urls(url: str, message: str, resolve_names: bool) -> None:
     """A URL that cannot be read is a refusal naming it, never a traceback."""
     with pytest.raises(MediaProblem, match=re.escape(message)):
-        check_media(url, Path("."))
+        check_media(url, Path("."), resolve_names=resolve_names)
 
 
 def test_loopback_allowed_only_when_asked() -> None:

@@ -218,6 +218,28 @@ def test_unknown_attachment_id_is_refused_by_the_api(box: RunningSandbox, tmp_pa
     assert (row["status"], row["error_code"]) == ("failed", "1002")
 
 
+NOT_LOOKED_UP = (
+    "Media URLs (1) are checked when sending: validate does not look up their hosts or "
+    "download them."
+)
+
+
+def test_media_host_is_looked_up_only_when_sending(box: RunningSandbox, tmp_path: Path) -> None:
+    """validate asks no DNS server and says so; run looks the host up and fails the row."""
+    url = "https://media.invalid/banner.png"  # .invalid never resolves (RFC 6761)
+    path = write_csv(tmp_path / "in.csv", [HEADERS, [LINE_A, recipient(1), "hi", "", url]])
+    checked = run_cli(["validate", str(path)], dict(os.environ))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert NOT_LOOKED_UP in checked.stdout.splitlines()
+    report = send(box, path)
+    (row,) = results(report)
+    assert row["status"] == "failed"
+    assert row["error_message"].startswith("the host 'media.invalid' cannot be looked up (")
+    assert report.exit_code == 1
+    assert stats(box)["requests"] == 0
+    assert ledger(box) == []
+
+
 def test_credentials_never_shown_back(tmp_path: Path) -> None:
     """A URL's password appears in no summary, no --json and no error message."""
     url = "https://ana:hunter2@example.com/a.png"
@@ -249,6 +271,7 @@ def test_allow_hardlinks_option(tmp_path: Path, command: list[str]) -> None:
     refused = run_cli(args, dict(os.environ))
     assert refused.returncode == 1, refused.stderr
     assert "row 2, column Image: 'p.png' is a hard link (one of 2 names" in refused.stdout
+    assert NOT_LOOKED_UP not in refused.stdout
     allowed = run_cli([*args, "--allow-hardlinks"], dict(os.environ))
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     assert "hard link" not in allowed.stdout
