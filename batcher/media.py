@@ -209,9 +209,9 @@ def check_url(url: str, *, allow_loopback: bool = False, resolve_names: bool = T
     """
     if (shown := _userinfo_hidden(url)) != url:
         raise MediaProblem(
-            f"{shown!r} holds a user name or password (shown as ***). Media URLs are "
-            "fetched without credentials, which are never sent or written anywhere: use a "
-            "link that needs none, or save the file in the sheet's folder and name it instead.",
+            f"{shown!r} holds a user name or password (shown as ***), and media URLs are "
+            "fetched without credentials: use a link that needs none, or save the file in "
+            "the sheet's folder and name it instead.",
             shown=shown,
         )
     parts = _split(url)

@@ -256,9 +256,9 @@ def test_credentials_in_a_url(url: str, shown: str) -> None:
     with pytest.raises(MediaProblem) as refused:
         check_media(url, Path("."))
     assert str(refused.value) == (
-        f"{shown!r} holds a user name or password (shown as ***). Media URLs are fetched "
-        "without credentials, which are never sent or written anywhere: use a link that "
-        "needs none, or save the file in the sheet's folder and name it instead."
+        f"{shown!r} holds a user name or password (shown as ***), and media URLs are fetched "
+        "without credentials: use a link that needs none, or save the file in the sheet's "
+        "folder and name it instead."
     )
     assert refused.value.shown == shown
     assert "hunter2" not in str(refused.value)
