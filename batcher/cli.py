@@ -114,6 +114,12 @@ def job_options(command: F) -> F:
             is_flag=True,
             help="Send rows that repeat an earlier row exactly, instead of skipping them.",
         ),
+        click.option(
+            "--allow-hardlinks",
+            is_flag=True,
+            help="Send media files that are hard links (by default refused: a hard link can "
+            "bring in a private file from anywhere on the disk).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -179,6 +185,7 @@ def validate(
     sheet: str | None,
     campaign: str,
     allow_duplicates: bool,
+    allow_hardlinks: bool,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -197,6 +204,7 @@ def validate(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
     )
     try:
@@ -418,6 +426,7 @@ def run(
     sheet: str | None,
     campaign: str,
     allow_duplicates: bool,
+    allow_hardlinks: bool,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -458,6 +467,7 @@ def run(
         campaign=campaign,
         allow_duplicates=allow_duplicates,
         resend_changed=resend_changed,
+        allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
     )
     options = RunOptions(

@@ -39,8 +39,12 @@ ACCEPTED_RECIPIENT_HEADERS = "To, Recipients, Recipient, Phone, Phone Number, Mo
 
 
 def header_key(header: str) -> str:
-    """A header as it is matched: lower case, without spaces, dashes and underscores."""
-    return _HEADER_NOISE.sub("", header).lower()
+    """A header as it is matched: lower case, without spaces, dashes and underscores.
+
+    Leading apostrophes do not count either: a results CSV escapes a header such as
+    "-To-" as "'-To-" (see batcher.cells), and it must still name the same column.
+    """
+    return _HEADER_NOISE.sub("", header.lstrip("'")).lower()
 
 
 def column_name(headers: tuple[str, ...], index: int) -> str:
@@ -106,11 +110,11 @@ def map_columns(headers: tuple[str, ...], *, where: str, has_default_sender: boo
                 singles[name].append(index)
     for name, indexes in singles.items():
         if len(indexes) > 1:
-            both = " and ".join(f"{column_name(headers, i)!r}" for i in indexes)
             raise InputError(
-                f"{where}: columns {both} both mean the {name.replace('_', ' ')}.",
+                f"{where}: columns {_several(headers, indexes)} mean the {name.replace('_', ' ')}.",
                 hint="Rename or delete all but one of them.",
             )
+    _check_recipient_columns(headers, recipients, where)
     columns = ColumnMap(
         headers=headers,
         sender=next(iter(singles["sender"]), None),
@@ -123,6 +127,40 @@ def map_columns(headers: tuple[str, ...], *, where: str, has_default_sender: boo
     )
     _check_usable(columns, where=where, has_default_sender=has_default_sender)
     return columns
+
+
+def _check_recipient_columns(headers: tuple[str, ...], indexes: list[int], where: str) -> None:
+    """Several recipients columns must be numbered (To 1, To 2, ...), each number once.
+
+    Two columns named alike (To and to), or two without a number (Phone and Mobile),
+    would otherwise merge every row's numbers into a group: a contact sheet's Phone and
+    Mobile are more likely one person's two numbers than two people for one chat.
+    """
+    by_key: dict[str, list[int]] = {}
+    for index in indexes:
+        by_key.setdefault(header_key(headers[index]), []).append(index)
+    clash = next((same for same in by_key.values() if len(same) > 1), None)
+    if clash is None:
+        clash = [index for index in indexes if not header_key(headers[index])[-1].isdigit()]
+    if len(clash) > 1:
+        raise InputError(
+            f"{where}: columns {_several(headers, clash)} mean the recipients.",
+            hint="To send to several people in one chat, name the columns To 1, To 2, ...; "
+            "otherwise rename or delete all but one of them.",
+        )
+
+
+def _several(headers: tuple[str, ...], indexes: list[int]) -> str:
+    """Columns named for a message ("'From' and 'Sender' both"), told apart by letter
+    where their names alone would not."""
+    keys = [header_key(headers[index]) for index in indexes]
+    names = [
+        f"{column_name(headers, index)!r}"
+        + (f" (column {column_letter(index)})" if keys.count(key) > 1 else "")
+        for index, key in zip(indexes, keys, strict=True)
+    ]
+    listed = f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{listed} {'both' if len(names) == 2 else 'all'}"
 
 
 def _check_usable(columns: ColumnMap, *, where: str, has_default_sender: bool) -> None:

@@ -2,8 +2,18 @@
 
 Repairs: numeric cells (`14155551234.0`), a lost `+` (only for numbers long
 enough to carry a country code), `00` and `tel:` prefixes, spaces, dots,
-dashes, slashes and brackets. Scientific notation is never repaired: the digits
-it dropped are gone, and a "repair" would reach a different person.
+dashes, slashes and brackets, digits of any script and full-width forms (as
+a Japanese keyboard types them), and the invisible characters a copy brings along that cannot
+change what the cell shows (zero-width spaces and joiners, word joiners, BOMs,
+soft hyphens, left-to-right marks). Scientific notation is never repaired: the
+digits it dropped are gone, and a "repair" would reach a different person.
+Invisible characters that can reorder what a spreadsheet shows (right-to-left
+marks, embeddings, overrides) are refused: the number sent would not be the
+number the person reading the sheet sees.
+
+A refused number's message fits what the cell holds: an extension, an email
+address, two numbers joined by "and", an invisible character, by name. Those
+hints are worked out only for refused numbers, so good ones cost nothing more.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import unicodedata
 from collections import deque
 from collections.abc import Iterable
 from functools import lru_cache
@@ -29,6 +40,23 @@ _DIGITS = re.compile(r"\+?\d+")
 # A national number never has more than 10 digits in the regions people mean by default;
 # 11 or more digits without a "+" is a number that lost it.
 _MIN_DIGITS_WITH_COUNTRY_CODE = 11
+
+# Invisible characters (Unicode category Cf) that copying a number from a web page, a
+# chat or a phone's contacts brings along, and that cannot change the order in which a
+# spreadsheet shows the digits: dropped. Any other Cf character is refused, by name.
+_DROPPED_INVISIBLE = frozenset(
+    "\u00ad"  # soft hyphen
+    "\u200b\u200c\u200d"  # zero width space, non-joiner, joiner
+    "\u200e\u202a\u202d\u2066"  # left-to-right mark, embedding, override, isolate
+    "\u202c\u2069"  # pop directional formatting, pop directional isolate
+    "\u2060\ufeff"  # word joiner, zero width no-break space (BOM)
+)
+# Of the refused ones, those that can make a spreadsheet show the digits in another order.
+_REORDERING = frozenset("\u061c\u200f\u202b\u202e\u2067\u2068")
+_FULL_WIDTH = range(0xFF01, 0xFF5F)  # full-width forms of ASCII "!" to "~"
+_EMAIL = re.compile(r"(?:mailto:)?[^@\s]+@[^@\s]+\.[^@\s]+", re.IGNORECASE)
+_JOINED = re.compile(r"\s*&\s*|\s+and\s+", re.IGNORECASE)
+_EXTENSION = re.compile(r"(?<=[\d\s).])\s*(?:(?:ext(?:ension)?|x)\.?:?|#)\s*\d{1,7}$", re.I)
 
 
 class Phone(NamedTuple):
@@ -53,6 +81,11 @@ def scientific_problem(shown: str) -> str:
 def normalize_phone(raw: str, region: str, *, sender: bool = False) -> Phone:
     """E.164 for a cell's text; recipients must be valid numbers, senders possible ones."""
     text = raw.strip()
+    if not text.isascii():
+        text = _plain(text)
+        refused = [ch for ch in text if unicodedata.category(ch) == "Cf"]
+        if refused:
+            return Phone("", _invisible_problem(raw, refused))
     if _SCIENTIFIC.fullmatch(text):
         return Phone("", scientific_problem(text))
     if text[:4].lower() == "tel:":
@@ -65,7 +98,9 @@ def normalize_phone(raw: str, region: str, *, sender: bool = False) -> Phone:
     if compact.startswith("00"):
         compact = "+" + compact[2:]
     if not _DIGITS.fullmatch(compact):
-        return Phone("", f"{raw.strip()!r} is not a phone number.{_hint(region)}")
+        return Phone(
+            "", _refusal(raw, text, "a phone number", _hint(region), region=region, sender=sender)
+        )
     candidates = [compact]
     if not compact.startswith("+") and len(compact) >= _MIN_DIGITS_WITH_COUNTRY_CODE:
         candidates.append("+" + compact)
@@ -85,7 +120,80 @@ def normalize_phone(raw: str, region: str, *, sender: bool = False) -> Phone:
             )
     kind = "a possible phone number" if sender else "a valid phone number"
     hint = " Check its digits." if compact.startswith("+") else _hint(region)
-    return Phone("", f"{raw.strip()!r} is not {kind}.{hint}")
+    return Phone("", _refusal(raw, text, kind, hint, region=region, sender=sender))
+
+
+def _plain(text: str) -> str:
+    """Digits of any script and full-width forms as ASCII, without harmless invisibles."""
+    plain = []
+    for ch in text:
+        if ch.isascii():
+            plain.append(ch)
+        elif ch in _DROPPED_INVISIBLE:
+            continue
+        elif (digit := unicodedata.decimal(ch, None)) is not None:
+            plain.append(str(digit))  # Arabic-Indic, full-width: a digit all the same
+        elif ord(ch) in _FULL_WIDTH:
+            plain.append(chr(ord(ch) - 0xFEE0))
+        else:
+            plain.append(ch)
+    return "".join(plain).strip()
+
+
+def _invisible_problem(raw: str, refused: list[str]) -> str:
+    names = ", ".join(dict.fromkeys(_character_name(ch) for ch in refused))
+    why = (
+        "which can make a spreadsheet show the digits in another order than they are sent"
+        if any(ch in _REORDERING for ch in refused)
+        else "which has no place in a phone number"
+    )
+    return (
+        f"{raw.strip()!r} holds an invisible character, {names}, {why}. Type the number "
+        "again rather than copying it."
+    )
+
+
+def _refusal(raw: str, text: str, kind: str, hint: str, *, region: str, sender: bool) -> str:
+    """Why a cell is not a usable number, with the hint that fits what it holds."""
+    joined = [piece for piece in _JOINED.split(text) if sum(map(str.isdigit, piece)) >= 5]
+    joiner = _JOINED.search(text)
+    extension = _EXTENSION.search(text)
+    if _EMAIL.fullmatch(text):
+        hint = " It is an email address: Chert sends to phone numbers only. " + (
+            "Write the line's number, such as +15555550100."
+            if sender
+            else "Write the person's mobile number."
+        )
+    elif len(joined) > 1 and joiner:
+        hint = f" It looks like two numbers joined by {joiner.group().strip()!r}. " + (
+            "A row is sent from one line: keep one of them."
+            if sender
+            else f"To send to all of them in one chat, put ; between them ({'; '.join(joined)}); "
+            "to message each on their own, give each a row."
+        )
+    elif extension:
+        base = normalize_phone(text[: extension.start()], region, sender=sender).e164
+        hint = (
+            f" It ends with an extension ({extension.group().strip()}): remove it. Chert sends "
+            + ("from" if sender else "to")
+            + " the line itself"
+            + (f"; without the extension it reads as {base}." if base else ".")
+        )
+    dropped = [ch for ch in raw if ch in _DROPPED_INVISIBLE]
+    if dropped:
+        names = ", ".join(dict.fromkeys(_character_name(ch) for ch in dropped))
+        hint += (
+            f" It also holds an invisible character, {names}, which was left out; if it "
+            "stood between two numbers, put ; there instead."
+        )
+    return f"{raw.strip()!r} is not {kind}.{hint}"
+
+
+def _character_name(ch: str) -> str:
+    """'a zero width space (U+200B)': what an invisible character is, for a person."""
+    name = unicodedata.name(ch, "invisible character").lower()
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{article} {name} (U+{ord(ch):04X})"
 
 
 # Below this many distinct numbers, a helper process saves too little to be worth

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
 from batcher.journal import JournalView, Record, State, default_journal, read_journal
 from batcher.loading import Sheet, load_sheet
-from batcher.media import Media
+from batcher.media import Media, MediaKind
 from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status, api_text
 from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
 from batcher.results import default_output, write_results, write_rows
@@ -37,6 +38,8 @@ class JobOptions:
     allow_duplicates: bool = False
     # Rows sent earlier and changed since are sent again as new messages (else kept as sent).
     resend_changed: bool = False
+    # Media files may be hard links (see batcher.media.check_file).
+    allow_hardlinks: bool = False
     # Test-only: media URLs may be plain http to this machine.
     allow_loopback_media: bool = False
 
@@ -90,6 +93,8 @@ class Report:
     # Rows sent earlier and changed since (sent again only with --resend-changed).
     changed: list[Changed] = field(default_factory=list)
     resend_changed: bool = False
+    # Distinct media URLs that passed what validate checks: their hosts are checked when sending.
+    media_urls: int = 0
 
     @property
     def total(self) -> int:
@@ -216,6 +221,7 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
     report = summarize(options, plan, outcomes)
     report.planned_only = True
     report.changed = sorted(changed.values())
+    report.media_urls = sum(media.kind is MediaKind.URL for media in prepared.media.values())
     return report
 
 
@@ -238,6 +244,7 @@ def _validate_streaming(options: JobOptions) -> Report:
             changed: dict[int, Changed] = {}
             planned = _planned(sheet, columns, validator, planner, options, changed)
             write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
+        report.media_urls = sum(media.kind is MediaKind.URL for media in validator.media.values())
     report.changed = sorted(changed.values())
     return report
 
@@ -254,8 +261,10 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         default_sender=options.default_sender,
         folder=options.path.parent,
         allow_loopback_media=options.allow_loopback_media,
+        allow_hardlinks=options.allow_hardlinks,
     )
-    return sheet, columns, RowValidator(columns, rules, sheet.scientific)
+    escaped = holds_escaped_cells(sheet.kind, columns)
+    return sheet, columns, RowValidator(columns, rules, sheet.scientific, escaped=escaped)
 
 
 def _planned(
@@ -277,7 +286,7 @@ def _planned(
         checked = validator(row)
         if status_column is not None and row.cell(status_column).strip().lower() == "sent":
             message = checked if isinstance(checked, Message) else None
-            sent = _carried_outcome(row.cells, columns)
+            sent = _carried_outcome(row.cells, columns, validator.clean)
             keys = row.cell(key_column).split() if key_column is not None else []
             if message is not None and not planner.still_as_sent(message, keys):
                 who = describe_chat(message.recipients, message.subject, message.chat_id)
@@ -394,12 +403,14 @@ def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
         report.problems.append(Problem(row.row, "", "", code, outcome.error_message, source))
 
 
-def _carried_outcome(cells: tuple[str, ...], columns: ColumnMap) -> RowOutcome:
-    """The result cells of a row an earlier run sent, kept as they are."""
+def _carried_outcome(
+    cells: tuple[str, ...], columns: ColumnMap, clean: Callable[[str], str]
+) -> RowOutcome:
+    """The result cells of a row an earlier run sent, kept as they are (read by `clean`)."""
 
     def cell(name: str) -> str:
         index = columns.results.get(name)
-        return cells[index].strip() if index is not None and index < len(cells) else ""
+        return clean(cells[index]) if index is not None and index < len(cells) else ""
 
     return RowOutcome(
         Status.SENT,

@@ -42,6 +42,12 @@ def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: 
     lines += _status_table(report, pending_note)
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
+    if report.media_urls:
+        lines += [
+            "",
+            f"Media URLs ({report.media_urls}) are checked when sending: validate "
+            "does not look up their hosts or download them.",
+        ]
     lines += ["", f"Results: {report.output}"]
     lines += _journal_read(report)
     if report.by_status[Status.PENDING]:

@@ -3,20 +3,21 @@
 Written atomically (a temporary file beside the target, then a rename), in the
 format its extension names: .csv, .txt, .tsv or .xlsx (`OUTPUT_SUFFIXES`). Nothing written
 can become a formula: XLSX cells are all string cells, and CSV cells that a
-spreadsheet would evaluate get a leading apostrophe (OWASP CSV injection).
+spreadsheet would evaluate get a leading apostrophe (OWASP CSV injection; see
+`batcher.cells`, which also reads them back exactly).
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batcher.cells import ESCAPED_START, escape_csv_cell, holds_escaped_cells, unescape_csv_cell
 from batcher.columns import RESULT_COLUMNS, ColumnMap
 from batcher.errors import OutputError, UsageError
 from batcher.loading import Sheet, SheetKind
@@ -26,8 +27,6 @@ if TYPE_CHECKING:  # openpyxl is imported only to write XLSX: CSV output need no
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
-_FORMULA_START = frozenset({"=", "+", "-", "@", "\t", "\r"})
-_PHONE_LIKE = re.compile(r"\+[\d\s().\-;,|/+]*")
 # Input columns that are also result columns: an empty result keeps what the user wrote.
 _KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
 
@@ -118,13 +117,6 @@ def _delimiter(out: Path, sheet: Sheet) -> str:
     return sheet.delimiter if sheet.kind == "csv" else ","
 
 
-def csv_safe(value: str) -> str:
-    """Prefix a cell a spreadsheet would evaluate with an apostrophe; phone numbers pass."""
-    if value[:1] in _FORMULA_START and not _PHONE_LIKE.fullmatch(value):
-        return "'" + value
-    return value
-
-
 def write_results(
     sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome], out: Path
 ) -> None:
@@ -167,8 +159,11 @@ def _lines(
 
     Blank rows are written as blank lines, so that row numbers match the input's. The
     lines are made one at a time as they are written: a large sheet is not held twice.
+    The input's cells are written as the texts they stand for: a results CSV read
+    back has its cells unescaped first, so that writing them escapes each exactly once.
     """
-    headers = list(sheet.headers)
+    unescape = holds_escaped_cells(sheet.kind, columns)
+    headers = _texts(sheet.headers) if unescape else list(sheet.headers)
     targets: dict[str, int] = {}
     for name in RESULT_COLUMNS:
         targets[name] = columns.results.get(name, len(headers))
@@ -186,26 +181,32 @@ def _lines(
             yield []
         previous = row.number
         padding = [""] * (len(sheet.headers) - len(row.cells))
+        read = _texts(row.cells) if unescape else row.cells
         if outcome is None:
-            yield [*row.cells, *padding, *missing]
+            yield [*read, *padding, *missing]
         elif appended:
             # RowOutcome's fields are the result columns in order (a test holds them to it).
-            yield [*row.cells, *padding, str(outcome.status), *outcome[1:]]
+            yield [*read, *padding, str(outcome.status), *outcome[1:]]
         else:
-            cells = [*row.cells, *padding, *missing]
+            cells = [*read, *padding, *missing]
             for name, value in outcome.cells().items():
                 if value or name not in _KEEP_INPUT_WHEN_EMPTY:
                     cells[targets[name]] = value
             yield cells
 
 
+def _texts(cells: tuple[str, ...]) -> list[str]:
+    """A results CSV's cells as the texts they were written for."""
+    return [unescape_csv_cell(cell) if cell[:1] == "'" else cell for cell in cells]
+
+
 def _write_csv(path: Path, lines: Iterator[list[str]], delimiter: str) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as stream:
         writer = csv.writer(stream, delimiter=delimiter)
-        # csv_safe's own first test inline: most cells start harmlessly, and skipping a
-        # function call for each of them counts over a million cells.
+        # escape_csv_cell's own first test inline: most cells start harmlessly, and
+        # skipping a function call for each of them counts over a million cells.
         writer.writerows(
-            [csv_safe(cell) if cell[:1] in _FORMULA_START else cell for cell in line]
+            [escape_csv_cell(cell) if cell[:1] in ESCAPED_START else cell for cell in line]
             for line in lines
         )
 

@@ -33,6 +33,7 @@ from batcher.media import (
     MediaProblem,
     check_content,
     check_url,
+    why_not_public,
 )
 from batcher.model import Part
 
@@ -205,5 +206,9 @@ def _check_peer(response: httpx.Response, url: str, allow_loopback: bool) -> Non
     if not server:
         return
     address = ipaddress.ip_address(str(server[0]))
-    if not address.is_global and not (allow_loopback and address.is_loopback):
-        raise MediaProblem(f"{url} connected to {address}, which is not a public address.")
+    if allow_loopback and address.is_loopback:
+        return
+    if why := why_not_public(address):
+        raise MediaProblem(
+            f"{url} connected to {address}, {why}. Only media on the public internet is fetched."
+        )

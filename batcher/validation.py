@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from batcher.cells import unescape_csv_cell
 from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
@@ -20,12 +21,11 @@ from batcher.model import Part, Problem
 from batcher.phones import RETYPE, PhoneBook
 
 MAX_RECIPIENTS = 31
-_RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n]+")
+# With their full-width forms and the ideographic comma, as an East Asian keyboard types them.
+_RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n\uff1b\uff0c\uff5c\u3001]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
 # Keys chert-batch derives itself: a version prefix and 32 hex digits (see batcher.planning).
 DERIVED_KEY = re.compile(r"cb1-[0-9a-f]{32}")
-# What a results CSV prefixed with "'" so that a spreadsheet would not run it as a formula.
-_ESCAPED_CELL = re.compile(r"'[=+\-@\t\r]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,8 @@ class Rules:
     folder: Path = Path()
     # Test-only: let media URLs be plain http on this machine (the tests' own servers).
     allow_loopback_media: bool = False
+    # Media files may be hard links (which could be any file on the disk, linked in).
+    allow_hardlinks: bool = False
 
 
 class Message(NamedTuple):
@@ -69,9 +71,11 @@ def validate_row(
     columns: ColumnMap,
     rules: Rules,
     scientific: frozenset[tuple[int, int]] = frozenset(),
+    *,
+    escaped: bool = False,
 ) -> Message | Problem:
     """Normalize a row's numbers and parts; the first problem found, with the API's code."""
-    return RowValidator(columns, rules, scientific)(row)
+    return RowValidator(columns, rules, scientific, escaped=escaped)(row)
 
 
 class _BadNumber(NamedTuple):
@@ -87,6 +91,7 @@ class RowValidator:
     Column names are resolved once per sheet, and each distinct phone cell is split and
     normalized once: a sheet of 100,000 rows repeats many of its numbers. Close it (or
     use it as a context manager) when done, to stop a helper process `prefetch` started.
+    `escaped` says the cells are a results CSV's (see `batcher.cells.holds_escaped_cells`).
     """
 
     def __init__(
@@ -94,11 +99,13 @@ class RowValidator:
         columns: ColumnMap,
         rules: Rules,
         scientific: frozenset[tuple[int, int]] = frozenset(),
+        *,
+        escaped: bool = False,
     ) -> None:
         self.columns = columns
         self.rules = rules
         self.scientific = scientific
-        self.unescape = columns.is_results_sheet
+        self.unescape = escaped
         self.width = len(columns.headers)
         self.parts = tuple((kind, index, columns.name(index)) for kind, index in columns.parts)
         self.text_column = next(
@@ -109,13 +116,13 @@ class RowValidator:
             if columns.idempotency_key is None
             else columns.name(columns.idempotency_key)
         )
-        # Verdicts by text (after _clean): senders' and recipients' numbers, and each
+        # Verdicts by text (after clean): senders' and recipients' numbers, and each
         # recipients cell's sorted distinct numbers or its first bad number.
         self.senders = PhoneBook(rules.region, sender=True)
         self.recipients = PhoneBook(rules.region)
         self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
         # Each distinct media cell checked once; what files and URLs need uploading, by ref.
-        self.media_cells: dict[str, Media | str] = {}
+        self.media_cells: dict[str, Media | MediaProblem] = {}
         self.media: dict[str, Media] = {}
         self._pieces: dict[str, list[str]] = {}  # cells prefetch split, until validated
 
@@ -151,7 +158,7 @@ class RowValidator:
         raw = dict.fromkeys(
             row.cells[index] if index < len(row.cells) else "" for row in rows for index in indexes
         )
-        return list(dict.fromkeys(self._clean(value) for value in raw))
+        return list(dict.fromkeys(self.clean(value) for value in raw))
 
     def __call__(self, row: SheetRow) -> Message | Problem:
         """Normalize a row's numbers and parts; the first problem found, with the API's code."""
@@ -171,7 +178,7 @@ class RowValidator:
             return found
         parts, part_columns = found
         keys = tuple(self._text(cells, columns.idempotency_key).split())
-        if self.unescape and all(DERIVED_KEY.fullmatch(key) for key in keys):
+        if columns.is_results_sheet and all(DERIVED_KEY.fullmatch(key) for key in keys):
             keys = ()  # written by an earlier run: derive again, so a fixed row gets a fresh key
         return Message(
             row.number,
@@ -186,15 +193,18 @@ class RowValidator:
             self.key_column,
         )
 
-    def _clean(self, value: str) -> str:
-        """A cell's text: stripped, and without the apostrophe a results CSV put before it."""
-        value = value.strip()
-        if self.unescape and _ESCAPED_CELL.match(value):
-            return value[1:]
-        return value
+    def clean(self, value: str) -> str:
+        """A cell's text: without the escape a results CSV gave it, then stripped.
+
+        In that order: the escape goes before everything the writer was given, white
+        space included ("\t=x" is written "'\t=x"), so it comes off first.
+        """
+        if self.unescape and value[:1] == "'":
+            value = unescape_csv_cell(value)
+        return value.strip()
 
     def _text(self, cells: tuple[str, ...], index: int | None) -> str:
-        return "" if index is None else self._clean(cells[index])
+        return "" if index is None else self.clean(cells[index])
 
     def _problem(
         self, number: int, index: int | None, value: str, code: int, message: str
@@ -289,8 +299,9 @@ class RowValidator:
                 )
             if kind == "media":
                 media = self._media(value)
-                if isinstance(media, str):
-                    return self._problem(number, index, value, 1002, media)
+                if isinstance(media, MediaProblem):
+                    shown = media.shown or value  # a URL's password is not shown back
+                    return self._problem(number, index, shown, 1002, str(media))
                 value = media.ref
             parts.append(Part(kind, value))
             names.append(name)
@@ -306,16 +317,24 @@ class RowValidator:
             )
         return tuple(parts), tuple(names)
 
-    def _media(self, value: str) -> Media | str:
-        """A media cell's check, once per distinct cell: the media, or why it must not go."""
+    def _media(self, value: str) -> Media | MediaProblem:
+        """A media cell's check, once per distinct cell: the media, or why it must not go.
+
+        URLs are checked without looking up their host names: validate sends nothing, and
+        run checks every hop, resolved, right before it downloads.
+        """
         verdict = self.media_cells.get(value)
         if verdict is None:
             try:
                 verdict = check_media(
-                    value, self.rules.folder, allow_loopback=self.rules.allow_loopback_media
+                    value,
+                    self.rules.folder,
+                    allow_loopback=self.rules.allow_loopback_media,
+                    allow_hardlinks=self.rules.allow_hardlinks,
+                    resolve_names=False,
                 )
             except MediaProblem as problem:
-                verdict = str(problem)
+                verdict = problem.with_traceback(None)  # no frames kept alive in the cache
             else:
                 if verdict.kind is not MediaKind.ATTACHMENT:
                     self.media[verdict.ref] = verdict

@@ -155,6 +155,7 @@ SHARED_VALUES: dict[str, list[str]] = {
     "--sheet": ["Leads"],
     "--campaign": ["spring"],
     "--allow-duplicates": [],
+    "--allow-hardlinks": [],
     "--journal": ["{tmp}/checked.journal.sqlite"],
     "--allow-loopback-media": [],
 }

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 
 from batcher.columns import map_columns
 from batcher.errors import InputError
+from tests.runs import run_cli
+from tests.sheets import write_csv
 
 
 @pytest.mark.parametrize(
@@ -84,12 +90,72 @@ def test_results_columns_recognized() -> None:
         (("From", "To"), False, "no message column"),
         (("To", "Text"), False, "no sender column"),
         (("From", "Sender", "To", "Text"), False, "columns 'From' and 'Sender' both mean"),
+        (
+            ("From", "from", "To", "Text"),
+            False,
+            "'From' (column A) and 'from' (column B) both mean",
+        ),
+        (("Line", "From", "Sender", "To", "Text"), False, "'Line', 'From' and 'Sender' all mean"),
     ],
 )
 def test_unusable_headers(headers: tuple[str, ...], sender: bool, message: str) -> None:
     """A sheet without what every row needs is refused once, with the fix."""
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=re.escape(message)):
         map_columns(headers, where="x", has_default_sender=sender)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        (("From", "to", "Text", "to"), "columns 'to' (column B) and 'to' (column D) both mean"),
+        (("From", "Phone", "phone", "Text"), "columns 'Phone' (column B) and 'phone' (column C)"),
+        (("From", "To 1", "to_1", "Text"), "columns 'To 1' (column B) and 'to_1' (column C)"),
+        (("From", "To", "Phone", "Text"), "columns 'To' and 'Phone' both mean the recipients"),
+        (("Phone", "Mobile", "Number", "Text"), "'Phone', 'Mobile' and 'Number' all mean the"),
+    ],
+)
+def test_recipient_columns_that_clash(headers: tuple[str, ...], message: str) -> None:
+    """Recipients columns named alike, or several without numbers, are refused, not merged."""
+    with pytest.raises(InputError, match=re.escape(message)) as refused:
+        map_columns(headers, where="x", has_default_sender=True)
+    assert refused.value.hint == (
+        "To send to several people in one chat, name the columns To 1, To 2, ...; "
+        "otherwise rename or delete all but one of them."
+    )
+    assert refused.value.exit_code == 2
+
+
+def test_clashing_recipient_columns_exit_2(tmp_path: Path) -> None:
+    """validate names both columns and the fix, exits 2, and writes no results."""
+    path = write_csv(
+        tmp_path / "in.csv",
+        [["From", "to", "Text", "to"], ["+15555550100", "4155551234", "hi", "4155552671"]],
+    )
+    done = run_cli(["validate", str(path)], dict(os.environ))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"Error: {path}: columns 'to' (column B) and 'to' (column D) both mean the "
+        "recipients.\nTo send to several people in one chat, name the columns To 1, To 2, "
+        "...; otherwise rename or delete all but one of them.\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "recipients"),
+    [
+        (("To 1", "To 2", "To 3", "Text"), (0, 1, 2)),
+        (("Phone 1", "phone_2", "Text"), (0, 1)),
+        (("To", "To 2", "Text"), (0, 1)),  # one without a number, the others numbered
+        (("To 1", "Phone 2", "Text"), (0, 1)),
+    ],
+)
+def test_numbered_recipient_columns_merge(
+    headers: tuple[str, ...], recipients: tuple[int, ...]
+) -> None:
+    """Numbered recipients columns are the way to put several people in one chat."""
+    columns = map_columns(headers, where="x", has_default_sender=True)
+    assert columns.recipients == recipients
 
 
 def test_from_option_replaces_the_sender_column() -> None:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from batcher import phones
+from batcher.model import Problem
 from batcher.phones import Phone, PhoneBook, normalize_phone
+from batcher.pipeline import JobOptions, prepare
+from tests.runs import LINE_A as LINE
+from tests.sheets import write_csv
+
+SAM = "+14155551234"
 
 
 @pytest.mark.parametrize(
@@ -55,6 +62,139 @@ def test_refusals(raw: str, reason: str) -> None:
     phone = normalize_phone(raw, "US")
     assert phone.e164 == ""
     assert reason in phone.problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("\uff0b\uff11 \uff14\uff11\uff15 \uff15\uff15\uff15 \uff11\uff12\uff13\uff14", SAM),
+        ("\uff08\uff14\uff11\uff15\uff09\uff15\uff15\uff15\uff0d\uff11\uff12\uff13\uff14", SAM),
+        ("\u0664\u0661\u0665\u0665\u0665\u0665\u0661\u0662\u0663\u0664", SAM),  # Arabic-Indic
+        ("\u06f4\u06f1\u06f5 \u06f5\u06f5\u06f5 \u06f1\u06f2\u06f3\u06f4", SAM),  # Persian
+        ("\u0966\u0966\u0967 415 555 1234", SAM),  # Devanagari 001, then ASCII
+        ("\uff54\uff45\uff4c\uff1a+14155551234", SAM),  # full-width tel:
+        ("+1 415\u200b555 1234", SAM),  # zero width space
+        ("\u200c+1 415 555 1234\u200d", SAM),  # zero width non-joiner, joiner
+        ("+1\u2060415\u2060555\u20601234", SAM),  # word joiner
+        ("\ufeff+1 415 555 1234", SAM),  # byte order mark
+        ("+1 415 555\u00ad1234", SAM),  # soft hyphen
+        ("\u200e+1 415 555 1234", SAM),  # left-to-right mark
+        ("\u202a+1 (415) 555\u20111234\u202c", SAM),  # as a phone's contacts copy it
+        ("\u2066+1 415 555 1234\u2069", SAM),  # left-to-right isolate
+        ("\u202d+1 415 555 1234\u202c", SAM),  # left-to-right override
+    ],
+)
+def test_unambiguous_characters_are_read(raw: str, e164: str) -> None:
+    """Digits of any script, full-width forms and harmless invisible characters: accepted."""
+    assert normalize_phone(raw, "US") == (e164, "")
+    assert normalize_phone(raw, "US", sender=True) == (e164, "")
+
+
+REGION_HINT = (
+    " Numbers without a country code are read as US numbers (--region US); write others "
+    "with + and the country code, e.g. +44 20 7946 0958."
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (
+            "+1 415 555 1234 ext 12",
+            "'+1 415 555 1234 ext 12' is not a phone number. It ends with an extension "
+            "(ext 12): remove it. Chert sends to the line itself; without the extension it "
+            "reads as +14155551234.",
+        ),
+        ("+1 415 555 1234 x12", "It ends with an extension (x12): remove it."),
+        ("+1 415 555 1234 #12", "It ends with an extension (#12): remove it."),
+        ("(415) 555-1234 Ext. 7", "extension (Ext. 7): remove it. Chert sends to the line"),
+        ("+1 415 555 1234 extension 12", "It ends with an extension (extension 12)"),
+        (
+            "+1 415 555 12 x3",
+            "'+1 415 555 12 x3' is not a phone number. It ends with an extension (x3): remove "
+            "it. Chert sends to the line itself.",
+        ),
+        (
+            "ana@example.com",
+            "'ana@example.com' is not a phone number. It is an email address: Chert sends "
+            "to phone numbers only. Write the person's mobile number.",
+        ),
+        ("mailto:ana@example.com", "It is an email address"),
+        ("\uff41\uff4e\uff41\uff20\uff45\uff58.\uff43\uff4f", "It is an email address"),
+        (
+            "+1 415 555 1234 and +1 415 555 2671",
+            "'+1 415 555 1234 and +1 415 555 2671' is not a phone number. It looks like two "
+            "numbers joined by 'and'. To send to all of them in one chat, put ; between them "
+            "(+1 415 555 1234; +1 415 555 2671); to message each on their own, give each a row.",
+        ),
+        ("4155551234 & 4155552671", "joined by '&'. To send to all of them in one chat"),
+        ("415 555 1234 AND 415 555 2671", "joined by 'AND'"),
+        (
+            "\u200f+1 415 555 1234",
+            "'\\u200f+1 415 555 1234' holds an invisible character, a right-to-left mark "
+            "(U+200F), which can make a spreadsheet show the digits in another order than "
+            "they are sent. Type the number again rather than copying it.",
+        ),
+        ("\u202e4321 555 514", "a right-to-left override (U+202E), which can make"),
+        ("\u061c+1 415 555 1234", "an arabic letter mark (U+061C), which can make"),
+        (
+            "+1 415 555 1234\U000e0031",
+            "holds an invisible character, a tag digit one (U+E0031), which has no place in "
+            "a phone number.",
+        ),
+        (
+            "4155551234\u200b4155552671",
+            f"'4155551234\\u200b4155552671' is not a valid phone number.{REGION_HINT} It "
+            "also holds an invisible character, a zero width space (U+200B), which was left "
+            "out; if it stood between two numbers, put ; there instead.",
+        ),
+        ("Sam", f"'Sam' is not a phone number.{REGION_HINT}"),
+    ],
+)
+def test_hints_that_fit_the_input(raw: str, problem: str) -> None:
+    """A refused number says what it looks like and what to do about that."""
+    phone = normalize_phone(raw, "US")
+    assert phone.e164 == ""
+    assert problem in phone.problem
+
+
+FULL_WIDTH_SAM = "\uff0b\uff11 \uff14\uff11\uff15 \uff15\uff15\uff15 \uff11\uff12\uff13\uff14"
+FULL_WIDTH_PRIYA = "\uff0b\uff11 \uff14\uff11\uff15 \uff15\uff15\uff15 \uff12\uff16\uff17\uff11"
+
+
+@pytest.mark.parametrize("separator", ["\uff1b", "\uff0c", "\uff5c", "\u3001", ";"])
+def test_full_width_numbers_in_a_sheet(tmp_path: Path, separator: str) -> None:
+    """A recipients cell typed full-width, separators too, is a chat with both numbers."""
+    rows = [["From", "To", "Text"], [LINE, f"{FULL_WIDTH_SAM}{separator}{FULL_WIDTH_PRIYA}", "hi"]]
+    (request,) = prepare(JobOptions(path=write_csv(tmp_path / "in.csv", rows))).plan.requests
+    assert request.recipients == (SAM, "+14155552671")
+
+
+def test_hint_in_the_row_problem(tmp_path: Path) -> None:
+    """The row's 1003 names the column and the value, with the hint that fits."""
+    rows = [["From", "Phone", "Text"], [LINE, "ana@example.com", "hi"]]
+    (row,) = prepare(JobOptions(path=write_csv(tmp_path / "in.csv", rows))).plan.rows
+    assert row.problem == Problem(
+        2,
+        "Phone",
+        "ana@example.com",
+        1003,
+        "'ana@example.com' is not a phone number. It is an email address: Chert sends to "
+        "phone numbers only. Write the person's mobile number.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint"),
+    [
+        ("ana@example.com", "Write the line's number, such as +15555550100."),
+        ("+1 415 555 1234 & +1 415 555 2671", "A row is sent from one line: keep one of them."),
+        ("+1 415 555 1234 x12", "Chert sends from the line itself; without the extension"),
+    ],
+)
+def test_sender_hints(raw: str, hint: str) -> None:
+    """A sender cell gets the hint that fits a sending line."""
+    assert hint in normalize_phone(raw, "US", sender=True).problem
 
 
 @pytest.mark.parametrize(

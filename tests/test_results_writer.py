@@ -11,7 +11,7 @@ import pytest
 from batcher.columns import RESULT_COLUMNS, map_columns
 from batcher.loading import load_sheet
 from batcher.model import RowOutcome, Status
-from batcher.results import csv_safe, write_results, write_rows
+from batcher.results import write_results, write_rows
 from tests.sheets import write_csv
 
 
@@ -26,12 +26,6 @@ def test_outcome_fields_are_the_result_columns_in_order() -> None:
     outcome = RowOutcome(Status.INVALID, error_code="1003", trace_id="t")
     assert list(outcome.cells()) == list(RESULT_COLUMNS)
     assert tuple(outcome.cells().values()) == (str(outcome.status), *outcome[1:])
-
-
-@pytest.mark.parametrize("value", ["", "'", "x=1", " =1", "\u00a0-1", "\n=1"])
-def test_csv_safe_leaves_harmless_starts_alone(value: str) -> None:
-    """Only the first character can make a cell a formula."""
-    assert csv_safe(value) == value
 
 
 @pytest.mark.parametrize(

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import csv
 import http.server
+import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from batcher.client import Credentials
+from batcher.media import MediaProblem
 from batcher.pipeline import JobOptions, validate_file
 from batcher.running import RunOptions, RunReport, Target, run_file
 from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from batcher.sending import RetryPolicy, SendConfig
+from batcher.uploading import _check_peer
 from tests.media_files import PNG, write
-from tests.runs import LINE_A, ledger, recipient, stats
+from tests.runs import LINE_A, ledger, recipient, run_cli, stats
 from tests.sheets import write_csv
 
+REDIRECTS = {
+    "/redirect": "https://10.0.0.1/banner.png",
+    "/redirect-nat64": "https://[64:ff9b::7f00:1]/banner.png",
+    "/redirect-credentials": "http://ana:hunter2@{host}/banner.png",
+}
 QUICK = RetryPolicy(attempts=6, total_seconds=30, wait_initial=0.02, wait_max=0.2, wait_jitter=0.02)
 HEADERS = ["From", "To", "Text", "Link", "Image"]
 
@@ -39,9 +49,9 @@ def files() -> Iterator[str]:
         def do_GET(self) -> None:
             if self.path == "/banner.png":
                 body, kind = PNG, "image/png"
-            elif self.path == "/redirect":
+            elif self.path in REDIRECTS:
                 self.send_response(302)
-                self.send_header("Location", "https://10.0.0.1/banner.png")
+                self.send_header("Location", REDIRECTS[self.path].format(host=self.headers["Host"]))
                 self.end_headers()
                 return
             else:
@@ -149,6 +159,11 @@ def test_media_url_downloaded_then_uploaded_once(
     [
         ("/not-an-image", "serves text/html, which Chert does not send"),
         ("/redirect", "points to 10.0.0.1, a private address"),
+        ("/redirect-nat64", "a NAT64 address for 127.0.0.1, a loopback address"),
+        (
+            "/redirect-credentials",
+            "'http://***@{host}/banner.png' holds a user name or password (shown as ***)",
+        ),
     ],
 )
 def test_bad_media_url_fails_its_row(
@@ -159,7 +174,8 @@ def test_bad_media_url_fails_its_row(
     report = send(box, write_csv(tmp_path / "in.csv", [HEADERS, *rows]), allow_loopback_media=True)
     (row,) = results(report)
     assert row["status"] == "failed"
-    assert message in row["error_message"]
+    assert message.format(host=files.removeprefix("http://")) in row["error_message"]
+    assert "hunter2" not in row["error_message"]
     assert ledger(box) == []
     assert stats(box)["uploads"] == 0
 
@@ -170,14 +186,19 @@ def test_refusals_are_invalid_and_nothing_is_uploaded(box: RunningSandbox, tmp_p
     write(folder / "notes.txt", b"hello")
     write(tmp_path / "secret.png", PNG)
     (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    os.link(tmp_path / "secret.png", folder / "hard.png")
     refused = [
         "missing.png",
         "../secret.png",
         "/etc/passwd.png",
         "link.png",
+        "hard.png",
         "notes.txt",
         "http://example.com/a.png",
         "https://192.168.0.10/a.png",
+        "https://[::ffff:192.168.0.10]/a.png",
+        "https://192.0.0.8/a.png",
+        "https://ana:hunter2@example.com/a.png",
     ]
     rows = [[LINE_A, recipient(n), "hi", "", value] for n, value in enumerate(refused)]
     path = write_csv(folder / "in.csv", [HEADERS, *rows])
@@ -195,3 +216,74 @@ def test_unknown_attachment_id_is_refused_by_the_api(box: RunningSandbox, tmp_pa
     rows = [[LINE_A, recipient(1), "hi", "", "att_never_uploaded"]]
     (row,) = results(send(box, write_csv(tmp_path / "in.csv", [HEADERS, *rows])))
     assert (row["status"], row["error_code"]) == ("failed", "1002")
+
+
+NOT_LOOKED_UP = (
+    "Media URLs (1) are checked when sending: validate does not look up their hosts or "
+    "download them."
+)
+
+
+def test_media_host_is_looked_up_only_when_sending(box: RunningSandbox, tmp_path: Path) -> None:
+    """validate asks no DNS server and says so; run looks the host up and fails the row."""
+    url = "https://media.invalid/banner.png"  # .invalid never resolves (RFC 6761)
+    path = write_csv(tmp_path / "in.csv", [HEADERS, [LINE_A, recipient(1), "hi", "", url]])
+    checked = run_cli(["validate", str(path)], dict(os.environ))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert NOT_LOOKED_UP in checked.stdout.splitlines()
+    report = send(box, path)
+    (row,) = results(report)
+    assert row["status"] == "failed"
+    assert row["error_message"].startswith("the host 'media.invalid' cannot be looked up (")
+    assert report.exit_code == 1
+    assert stats(box)["requests"] == 0
+    assert ledger(box) == []
+
+
+def test_credentials_never_shown_back(tmp_path: Path) -> None:
+    """A URL's password appears in no summary, no --json and no error message."""
+    url = "https://ana:hunter2@example.com/a.png"
+    path = write_csv(tmp_path / "in.csv", [HEADERS, [LINE_A, recipient(1), "hi", "", url]])
+    checked = run_cli(["validate", str(path), "--json"], dict(os.environ))
+    assert checked.returncode == 1
+    (problem,) = json.loads(checked.stdout)["problems"]
+    assert problem["value"] == "https://***@example.com/a.png"
+    assert "hunter2" not in checked.stdout + checked.stderr
+    summary = run_cli(["validate", str(path)], dict(os.environ)).stdout
+    assert "row 2, column Image: 'https://***@example.com/a.png' holds a user name" in summary
+    assert "hunter2" not in summary
+    with (tmp_path / "in.results.csv").open(encoding="utf-8-sig", newline="") as stream:
+        (row,) = csv.DictReader(stream)
+    assert row["Image"] == url  # the input's own cell, kept as the user wrote it
+    assert "hunter2" not in row["error_message"]
+
+
+@pytest.mark.parametrize(
+    "command", [["validate"], ["run", "--sandbox", "--yes", "--out", "{tmp}/sent.csv"]]
+)
+def test_allow_hardlinks_option(tmp_path: Path, command: list[str]) -> None:
+    """Both commands refuse a hard-linked image unless --allow-hardlinks is given."""
+    folder = tmp_path / "sheet"
+    folder.mkdir()
+    os.link(write(tmp_path / "elsewhere.png", PNG), folder / "p.png")
+    path = write_csv(folder / "in.csv", [HEADERS, [LINE_A, recipient(1), "hi", "", "p.png"]])
+    args = [part.format(tmp=tmp_path) for part in command] + [str(path)]
+    refused = run_cli(args, dict(os.environ))
+    assert refused.returncode == 1, refused.stderr
+    assert "row 2, column Image: 'p.png' is a hard link (one of 2 names" in refused.stdout
+    assert NOT_LOOKED_UP not in refused.stdout
+    allowed = run_cli([*args, "--allow-hardlinks"], dict(os.environ))
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "hard link" not in allowed.stdout
+
+
+def test_connected_address_is_checked_by_the_same_rule(files: str) -> None:
+    """The address a download actually reached is judged like the URL's own."""
+    with httpx.stream("GET", f"{files}/banner.png") as response:
+        _check_peer(response, f"{files}/banner.png", allow_loopback=True)
+        with pytest.raises(MediaProblem) as refused:
+            _check_peer(response, f"{files}/banner.png", allow_loopback=False)
+    assert str(refused.value) == (
+        f"{files}/banner.png connected to 127.0.0.1, a loopback address. Only media on the "
+        "public internet is fetched."
+    )
