@@ -1,7 +1,8 @@
 """Loading a handoff file: every cell as text, with its sheet row number from the start.
 
-CSV (UTF-8 with or without BOM, or Excel's cp1252; comma, semicolon or tab) is
-read with the stdlib so blank lines keep their place in the row numbering.
+CSV (UTF-8, UTF-16 or UTF-32 with a byte-order mark, or Excel's Windows-1252, see
+batcher.textfile; comma, semicolon or tab) is read with the stdlib so blank lines
+keep their place in the row numbering, and its fields whole, however long.
 XLSX is read with fastexcel (calamine), every column as text: polars' type
 inference silently corrupts phone columns. calamine cannot see number formats,
 so the few cells a spreadsheet shows in scientific notation (which has already
@@ -23,12 +24,12 @@ from xml.etree import ElementTree
 import fastexcel
 
 from batcher.errors import InputError
+from batcher.textfile import decode_text, sniff_delimiter, whole_fields
 
 SheetKind = Literal["csv", "xlsx"]
 
 _XLSX_MAGIC = b"PK\x03\x04"
 _XLS_MAGIC = b"\xd0\xcf\x11\xe0"
-_DELIMITERS = (",", ";", "\t")
 _MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _PKG_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
@@ -60,6 +61,8 @@ class Sheet:
     headers: tuple[str, ...]
     rows: tuple[SheetRow, ...]
     delimiter: str = ","
+    # The text encoding a CSV file was read in ("UTF-8", "Windows-1252", ...); "" for XLSX.
+    encoding: str = ""
     sheet_name: str = ""
     # (row number, column index) of numeric cells displayed in scientific notation.
     scientific: frozenset[tuple[int, int]] = field(default_factory=frozenset)
@@ -119,45 +122,18 @@ def _build(
 
 
 def _load_csv(path: Path) -> Sheet:
-    text = _decode(path, path.read_bytes())
+    text, encoding = decode_text(path, path.read_bytes())
     delimiter = sniff_delimiter(text)
     records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        header_number, headers, rows = _build(path, records)
+        with whole_fields(text):
+            header_number, headers, rows = _build(path, records)
     except csv.Error as exc:
         raise InputError(
             f"{path} is not a well-formed CSV file: {exc} near line {records.line_num}.",
             hint="Open it in a spreadsheet and save it again as CSV UTF-8.",
         ) from None
-    return Sheet(path, "csv", header_number, headers, rows, delimiter=delimiter)
-
-
-def _decode(path: Path, data: bytes) -> str:
-    """UTF-8 (with or without BOM) first, then Excel's Windows-1252."""
-    if b"\x00" in data[:65536]:
-        raise InputError(
-            f"{path} is not a text file, so it cannot be a CSV file.",
-            hint="Give chert-batch a .csv or .xlsx handoff file.",
-        )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        raise InputError(
-            f"{path} is neither UTF-8 nor Windows-1252 text.",
-            hint="Save it from your spreadsheet as 'CSV UTF-8'.",
-        ) from None
-
-
-def sniff_delimiter(text: str) -> str:
-    """The delimiter among comma, semicolon and tab that the header line uses most."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {delimiter: header.count(delimiter) for delimiter in _DELIMITERS}
-    best = max(_DELIMITERS, key=lambda delimiter: counts[delimiter])
-    return best if counts[best] else ","
+    return Sheet(path, "csv", header_number, headers, rows, delimiter=delimiter, encoding=encoding)
 
 
 # --- XLSX -------------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ class Report:
     resend_changed: bool = False
     # Distinct media URLs that passed what validate checks: their hosts are checked when sending.
     media_urls: int = 0
+    # The encoding a CSV file was read in ("UTF-8", "Windows-1252", ...); "" for XLSX.
+    encoding: str = ""
 
     @property
     def total(self) -> int:
@@ -113,6 +115,7 @@ class Report:
         """The summary as plain data, for `--json`."""
         return {
             "input": str(self.source),
+            "encoding": self.encoding or None,
             "results": str(self.output),
             "rows": self.total,
             "by_status": {str(status): self.by_status[status] for status in Status},
@@ -220,6 +223,7 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
     write_results(prepared.sheet, prepared.columns, outcomes, options.output)
     report = summarize(options, plan, outcomes)
     report.planned_only = True
+    report.encoding = prepared.sheet.encoding
     report.changed = sorted(changed.values())
     report.media_urls = sum(media.kind is MediaKind.URL for media in prepared.media.values())
     return report
@@ -230,7 +234,7 @@ def _validate_streaming(options: JobOptions) -> Report:
     with _cyclic_gc_paused():
         sheet, columns, validator = _open(options)
         planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
-        report = Report(options.path, options.output, planned_only=True)
+        report = Report(options.path, options.output, planned_only=True, encoding=sheet.encoding)
 
         def outcome(plan: RowPlan, sent: RowOutcome | None) -> RowOutcome:
             made = sent or planned_outcome(plan)

@@ -38,7 +38,8 @@ def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: 
     `run_options` are the options `run` needs to send exactly what was checked.
     """
     pending_note = {Status.PENDING: "ready to send"}
-    lines = [f"{report.source}: {plural(report.total, 'row')} checked. Nothing was sent.", ""]
+    lines = [f"{report.source}: {plural(report.total, 'row')} checked. Nothing was sent."]
+    lines += [*_read_as(report), ""]
     lines += _status_table(report, pending_note)
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
@@ -55,6 +56,11 @@ def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: 
         verb = "fix the invalid rows, or send the others now" if report.problems else "send"
         lines.append(f"Next: {verb} with: {command}")
     return "\n".join(lines)
+
+
+def _read_as(report: Report) -> list[str]:
+    """Which encoding a CSV file was read in: a person who knows better can tell at once."""
+    return [f"Read as {report.encoding} text."] if report.encoding else []
 
 
 def _journal_read(report: Report) -> list[str]:
@@ -123,7 +129,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     lines = [f"{report.source}: {plural(report.total, 'row')}; {sent} sent in this run."]
     if report.cancelled:
         lines = [f"{report.source}: nothing was sent (not confirmed)."]
-    lines.append("")
+    lines += [*_read_as(report), ""]
     lines += _status_table(report, {Status.PENDING: "not settled yet: run again"})
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)

@@ -144,6 +144,7 @@ def run_file(
             changed=sorted(changed.values()),
             resend_changed=options.job.resend_changed,
             journal=options.journal_path,
+            encoding=prepared.sheet.encoding,
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
