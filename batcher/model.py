@@ -63,7 +63,9 @@ class Problem(NamedTuple):
             return f"row {self.row}: Chert refused it ({code}): {self.message}"
         if not self.column:
             return f"row {self.row}: {self.message}"
-        return f"row {self.row}, column {self.column}: {self.message}"
+        # A column without a header is already named by its letter: "column D".
+        column = self.column if self.column.startswith("column ") else f"column {self.column}"
+        return f"row {self.row}, {column}: {self.message}"
 
 
 # What each code means to a person, for summaries: the API's documented codes, those that

@@ -268,7 +268,9 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         allow_hardlinks=options.allow_hardlinks,
     )
     escaped = holds_escaped_cells(sheet.kind, columns)
-    return sheet, columns, RowValidator(columns, rules, sheet.scientific, escaped=escaped)
+    delimiter = sheet.delimiter if sheet.kind == "csv" else ""
+    validator = RowValidator(columns, rules, sheet.scientific, escaped=escaped, delimiter=delimiter)
+    return sheet, columns, validator
 
 
 def _planned(

@@ -21,6 +21,15 @@ from batcher.model import Part, Problem
 from batcher.phones import RETYPE, PhoneBook
 
 MAX_RECIPIENTS = 31
+# The longest text chert-batch sends in one part (a text, a link, a group's subject), in
+# characters (code points). Neither Chert's docs nor Apple's give a limit (third-party
+# copies of Chert's error table list 1009, "text too long", without a number): this is a
+# conservative one, far beyond any message a person reads, and a longer cell is refused,
+# never cut (README, "The handoff file").
+MAX_PART_CHARS = 10_000
+# What a text may not hold: C0 controls but tab, new line and CR; DEL; the C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
 # With their full-width forms and the ideographic comma, as an East Asian keyboard types them.
 _RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n\uff1b\uff0c\uff5c\u3001]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
@@ -73,9 +82,10 @@ def validate_row(
     scientific: frozenset[tuple[int, int]] = frozenset(),
     *,
     escaped: bool = False,
+    delimiter: str = "",
 ) -> Message | Problem:
     """Normalize a row's numbers and parts; the first problem found, with the API's code."""
-    return RowValidator(columns, rules, scientific, escaped=escaped)(row)
+    return RowValidator(columns, rules, scientific, escaped=escaped, delimiter=delimiter)(row)
 
 
 class _BadNumber(NamedTuple):
@@ -91,7 +101,8 @@ class RowValidator:
     Column names are resolved once per sheet, and each distinct phone cell is split and
     normalized once: a sheet of 100,000 rows repeats many of its numbers. Close it (or
     use it as a context manager) when done, to stop a helper process `prefetch` started.
-    `escaped` says the cells are a results CSV's (see `batcher.cells.holds_escaped_cells`).
+    `escaped` says the cells are a results CSV's (see `batcher.cells.holds_escaped_cells`);
+    `delimiter` is a CSV file's ("" for a workbook), for what a row too wide says.
     """
 
     def __init__(
@@ -101,12 +112,16 @@ class RowValidator:
         scientific: frozenset[tuple[int, int]] = frozenset(),
         *,
         escaped: bool = False,
+        delimiter: str = "",
     ) -> None:
         self.columns = columns
         self.rules = rules
         self.scientific = scientific
         self.unescape = escaped
+        self.delimiter = delimiter
         self.width = len(columns.headers)
+        # The columns the header names: up to its last non-empty cell.
+        self.named = max((i + 1 for i, header in enumerate(columns.headers) if header), default=0)
         self.parts = tuple((kind, index, columns.name(index)) for kind, index in columns.parts)
         self.text_column = next(
             (columns.name(index) for kind, index in columns.parts if kind == "text"), "Text"
@@ -163,6 +178,12 @@ class RowValidator:
     def __call__(self, row: SheetRow) -> Message | Problem:
         """Normalize a row's numbers and parts; the first problem found, with the API's code."""
         cells = row.cells
+        if len(cells) > self.named:
+            wide = self._beyond_header(row.number, cells)
+            if wide is not None:
+                return wide
+        if "\x00" in "".join(cells):
+            return self._nul(row.number, cells)
         if len(cells) < self.width:  # a short CSV line: the cells it lacks are empty
             cells += ("",) * (self.width - len(cells))
         columns = self.columns
@@ -177,6 +198,11 @@ class RowValidator:
         if isinstance(found, Problem):
             return found
         parts, part_columns = found
+        subject = self._text(cells, columns.subject)
+        if subject:
+            unsendable = self._unsendable(row.number, columns.subject, subject, "subject")
+            if unsendable is not None:
+                return unsendable
         keys = tuple(self._text(cells, columns.idempotency_key).split())
         if columns.is_results_sheet and all(DERIVED_KEY.fullmatch(key) for key in keys):
             keys = ()  # written by an earlier run: derive again, so a fixed row gets a fresh key
@@ -184,7 +210,7 @@ class RowValidator:
             row.number,
             sender,
             recipients,
-            self._text(cells, columns.subject),
+            subject,
             parts,
             chat_id,
             keys,
@@ -210,6 +236,74 @@ class RowValidator:
         self, number: int, index: int | None, value: str, code: int, message: str
     ) -> Problem:
         return Problem(number, self.columns.name(index), value, code, message)
+
+    def _beyond_header(self, number: int, cells: tuple[str, ...]) -> Problem | None:
+        """A row with text under no header: in a CSV, most often text with unquoted commas.
+
+        Read as it stands, the text would be sent cut at its first comma. Empty cells
+        past the header (a spreadsheet pads rows with them) do not count.
+        """
+        filled = [i for i in range(self.named, len(cells)) if cells[i].strip()]
+        if not filled:
+            return None
+        first, count = filled[0], filled[-1] + 1
+        if self.delimiter:
+            what = _DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))
+            fix = (
+                f'Text with {what} must be quoted ("Hello{self.delimiter} world"): save the '
+                "file from a spreadsheet, which quotes it, or put quotes around such text."
+            )
+        else:
+            fix = "Give the column a header, or clear the cell."
+        return self._problem(
+            number,
+            first,
+            cells[first],
+            1002,
+            f"the row has {count} cells but the header names {self.named} columns, and "
+            f"{cells[first]!r} is under no header. {fix}",
+        )
+
+    def _nul(self, number: int, cells: tuple[str, ...]) -> Problem:
+        """A row with a NUL character: it would be sent inside the message, or cut it short."""
+        index = next(i for i, cell in enumerate(cells) if "\x00" in cell)
+        position = cells[index].index("\x00") + 1
+        return self._problem(
+            number,
+            index,
+            cells[index],
+            1002,
+            f"contains a NUL character (U+0000, at character {position}), which would be "
+            "sent inside the message. Delete it (retype the text around it), or save the "
+            "file again from the program that made it.",
+        )
+
+    def _unsendable(self, number: int, index: int | None, value: str, kind: str) -> Problem | None:
+        """A text that must not be sent as it is: a control character in it, or too long."""
+        control = _CONTROL.search(value)
+        if control is not None:
+            return self._problem(
+                number,
+                index,
+                value,
+                1002,
+                f"contains the control character U+{ord(control.group()):04X} (at character "
+                f"{control.start() + 1}), which no one can see and a phone may show as a box. "
+                "Delete it (retype the text around it).",
+            )
+        if len(value) > MAX_PART_CHARS:
+            fix = "Shorten it" + (
+                ", or split it over several text columns (Text, Text 2)." if kind == "text" else "."
+            )
+            return self._problem(
+                number,
+                index,
+                f"{len(value):,} characters",
+                1009,
+                f"the {kind.replace('_', ' ')} is {len(value):,} characters long; chert-batch "
+                f"sends at most {MAX_PART_CHARS:,} in one part, and never cuts one. {fix}",
+            )
+        return None
 
     def _sender(self, number: int, cells: tuple[str, ...], chat_id: str) -> str | Problem:
         index = self.columns.sender
@@ -289,6 +383,9 @@ class RowValidator:
             value = self._text(cells, index)
             if not value:
                 continue
+            unsendable = self._unsendable(number, index, value, kind)
+            if unsendable is not None:
+                return unsendable
             if kind == "rich_link" and not _WEB_ADDRESS.fullmatch(value):
                 return self._problem(
                     number,
