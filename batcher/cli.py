@@ -194,7 +194,8 @@ def validate(
 
     Rows that would be sent end `pending` with their idempotency key; the
     others `invalid` (with the API's error code and the fix) or `duplicate`.
-    Exit 0 when every row can be sent, 1 when some rows are invalid.
+    Exit 0 when every row can be sent, 1 when some rows are invalid (or there
+    are no rows under the header).
     """
     options = JobOptions(
         path=file,
@@ -449,7 +450,7 @@ def run(
     is already sent, sends the rest, and writes the results sheet. Run it again
     after any failure or interruption: it sends only what is not yet settled.
     Exit 0 when every row is sent or a duplicate, 1 when some rows are invalid,
-    failed or pending, 2 on wrong usage, 3 when stopped early.
+    failed or pending (or there are none), 2 on wrong usage, 3 when stopped early.
     """
     interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stderr)
     if not yes and not interactive:

@@ -28,6 +28,14 @@ class InputError(BatchError):
     exit_code = 2
 
 
+class NothingToSend(BatchError):
+    """The handoff file has a header row but no data rows: it ran, and there is no work.
+
+    Exit 1, not 0: a sheet exported before its rows were filled in (or the wrong sheet)
+    is not a job done.
+    """
+
+
 class UsageError(BatchError):
     """The command was called wrong: conflicting or impossible options."""
 

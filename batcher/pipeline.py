@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
+from batcher.errors import NothingToSend
 from batcher.journal import JournalView, Record, State, default_journal, read_journal
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media, MediaKind
@@ -260,6 +261,12 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
     columns = map_columns(
         sheet.headers, where=where, has_default_sender=bool(options.default_sender)
     )
+    if not sheet.rows:
+        named = ", ".join(header for header in sheet.headers if header)
+        raise NothingToSend(
+            f"{where} has a header row ({named}) but no rows under it: there is nothing to send.",
+            hint="Add the messages as rows under the header, then run again.",
+        )
     rules = Rules(
         region=options.region,
         default_sender=options.default_sender,
