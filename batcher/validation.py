@@ -261,7 +261,7 @@ class RowValidator:
             cells[first],
             1002,
             f"the row has {count} cells but the header names {self.named} columns, and "
-            f"{cells[first]!r} is under no header. {fix}",
+            f"{_excerpt(cells[first])!r} is under no header. {fix}",
         )
 
     def _nul(self, number: int, cells: tuple[str, ...]) -> Problem:
@@ -437,6 +437,11 @@ class RowValidator:
                     self.media[verdict.ref] = verdict
             self.media_cells[value] = verdict
         return verdict
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    """A text as a message quotes it: whole if short, else its start and an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _split_recipients(cell: str) -> list[str]:

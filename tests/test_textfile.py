@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from batcher.cli import main
 from batcher.errors import InputError
 from batcher.loading import load_sheet
 from batcher.sandbox import RunningSandbox
-from batcher.textfile import decode_text
+from batcher.textfile import Decoded, decode_text
 from tests.runs import LINE_A, cli_env, ledger, run_cli
 from tests.sheets import write_csv
 
@@ -78,6 +80,64 @@ def test_refused(data: bytes, message: str) -> None:
         decode_text("in.csv", data)
     assert caught.value.message.startswith(message)
     assert "save" in caught.value.hint
+
+
+# Any text a file may hold (no lone surrogates: no encoding writes them), on a first line
+# without NUL, as a CSV's header line is.
+HEADER_LINE = st.text(st.characters(codec="utf-8", exclude_characters="\x00\n"), min_size=1)
+ANY_TEXT = st.text(st.characters(codec="utf-8"))
+MARKED = ["utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"]
+
+
+@given(header=HEADER_LINE, rest=ANY_TEXT, codec=st.sampled_from(MARKED))
+@example(header="To", rest="\x00", codec="utf-16-le")
+def test_marked_text_reads_back_exactly(header: str, rest: str, codec: str) -> None:
+    """Any text written with a byte-order mark is read back exactly, character for character."""
+    text = f"{header}\n{rest}"
+    data = text.encode(codec) if codec == "utf-8-sig" else ("\ufeff" + text).encode(codec)
+    assert decode_text("in.csv", data).text == text
+
+
+@given(header=HEADER_LINE, rest=ANY_TEXT)
+def test_utf8_reads_back_exactly(header: str, rest: str) -> None:
+    """Any UTF-8 text without a mark is read back exactly (a leading U+FEFF is the mark)."""
+    text = f"{header}\n{rest.replace(chr(0), '')}"  # NULs are rows' problems, tested apart
+    decoded = decode_text("in.csv", text.encode())
+    assert decoded.encoding == "UTF-8"
+    assert decoded.text == text.removeprefix("\ufeff")
+
+
+@given(
+    before=ANY_TEXT.filter(lambda t: any(ord(ch) > 0x7F for ch in t)),
+    after=ANY_TEXT,
+    byte=st.sampled_from([0x80, 0xA9, 0xC3, 0xE9, 0xF1, 0xFF]),
+)
+def test_utf8_with_a_stray_byte_is_never_read(before: str, after: str, byte: int) -> None:
+    """UTF-8 text with some other byte in it is refused, never read as another encoding."""
+    # Before a new line, none of these bytes can complete a UTF-8 sequence.
+    stray = before.encode() + bytes([byte]) + b"\n" + after.encode()
+    with pytest.raises(InputError, match="is UTF-8 text except for"):
+        decode_text("in.csv", b"To,Text\n" + stray.replace(b"\x00", b""))
+
+
+@given(st.text(st.characters(codec="cp1252", exclude_characters="\x00")))
+def test_windows_1252_is_read_only_as_what_it_is(text: str) -> None:
+    """cp1252 bytes are read as cp1252 exactly, or as UTF-8 only if they are UTF-8 throughout."""
+    data = b"To,Text\n" + text.encode("cp1252")
+    try:
+        as_utf8: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        as_utf8 = None
+    try:
+        decoded: Decoded | None = decode_text("in.csv", data)
+    except InputError:
+        decoded = None  # cp1252 bytes that hold a valid UTF-8 sequence beside invalid ones
+    if decoded is None:
+        assert as_utf8 is None
+    elif decoded.encoding == "Windows-1252":
+        assert decoded.text == "To,Text\n" + text
+    else:
+        assert (decoded.encoding, decoded.text) == ("UTF-8", as_utf8)
 
 
 def test_nul_after_the_header_is_not_a_binary_file(tmp_path: Path) -> None:
