@@ -656,7 +656,7 @@ def _is_terminal(stream: TextIO | None) -> bool:
 def _sender_lines(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Split repeated and comma-separated --lines values and check each is E.164."""
+    """Split repeated and comma-separated --lines (or --inactive) values and check each is E.164."""
     from batcher.sandbox.rules import is_possible_sender
 
     numbers = tuple(n.strip() for value in values for n in value.split(",") if n.strip())
@@ -674,10 +674,10 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
     epilog="""Examples:
 
 \b
-  chert-batch sandbox --port 0
-      any free port; the address is printed
   chert-batch sandbox --line-gap 600 --line-daily 30
       a line's first touches 10 minutes apart and 30 a day, as Chert's are
+  chert-batch sandbox --lines +15555550100 --inactive +15555550101
+      the tenant has two lines, one of them not active; other senders get 2006
   chert-batch sandbox --p503 0.1 --pdrop 0.05 --seed 1
       answer 1 in 10 with 503 and drop 1 in 20, the same way every time
 """,
@@ -717,8 +717,16 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
     multiple=True,
     metavar="NUMBERS",
     callback=_sender_lines,
-    help="The tenant's sender numbers (repeat or comma-separate); others get 403 / 2006.  "
-    "[default: every sender]",
+    help="The tenant's sender numbers (repeat or comma-separate), listed by GET "
+    "/phone-numbers; others get 403 / 2006.  [default: any sender, and none listed (404)]",
+)
+@click.option(
+    "--inactive",
+    multiple=True,
+    metavar="NUMBERS",
+    callback=_sender_lines,
+    help="The tenant's lines that are not active (repeat or comma-separate): listed with "
+    "is_active false, and a send from one gets 403 / 2006.",
 )
 @click.option(
     "--seed", type=int, metavar="N", help="Seed for the fault generator, for repeatable faults."
@@ -765,6 +773,7 @@ def sandbox(
     line_gap: float | None,
     line_daily: int | None,
     lines: tuple[str, ...],
+    inactive: tuple[str, ...],
     seed: int | None,
     p503: float,
     pdrop: float,
@@ -797,6 +806,7 @@ def sandbox(
         line_gap=line_gap,
         line_daily=line_daily,
         lines=lines,
+        inactive=inactive,
         seed=seed,
         p503=p503,
         pdrop=pdrop,
