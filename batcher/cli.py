@@ -120,6 +120,22 @@ def job_options(command: F) -> F:
             help="Send media files that are hard links (by default refused: a hard link can "
             "bring in a private file from anywhere on the disk).",
         ),
+        click.option(
+            "--line-gap",
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            cls=_Worded,
+            help="Least seconds between two new chats of one line, for the per-line "
+            "plan's finish times.  [default: Chert's documented 600]",
+        ),
+        click.option(
+            "--line-daily",
+            type=click.IntRange(min=1),
+            metavar="N",
+            cls=_Worded,
+            help="Most new chats of one line in any 24 hours, for the per-line plan's "
+            "finish times.  [default: Chert's documented 30]",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -186,6 +202,8 @@ def validate(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    line_gap: float | None,
+    line_daily: int | None,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -206,6 +224,8 @@ def validate(
         allow_duplicates=allow_duplicates,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        line_gap=line_gap,
+        line_daily=line_daily,
     )
     try:
         with _stop_signals_raise():
@@ -247,8 +267,15 @@ def _options_for_run(ctx: click.Context) -> list[str]:
             args += [param.opts[0]] if value else []
             continue
         for one in value if param.multiple else [value]:
-            args += [param.opts[0], str(one)]
+            args += [param.opts[0], _as_typed(one)]
     return args
+
+
+def _as_typed(value: object) -> str:
+    """An option's value as a person would type it: 600, not click's float 600.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 class _LiveProgress:
@@ -427,6 +454,8 @@ def run(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    line_gap: float | None,
+    line_daily: int | None,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -469,6 +498,8 @@ def run(
         resend_changed=resend_changed,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        line_gap=line_gap,
+        line_daily=line_daily,
     )
     options = RunOptions(
         job=job,

@@ -18,6 +18,7 @@ from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
+from batcher.lineplan import LinePlan, Pace, line_plans
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
 from batcher.pipeline import (
@@ -71,7 +72,7 @@ class Preview:
 
     requests: int
     first_touches: int
-    by_line: dict[str, int]
+    lines: tuple[LinePlan, ...]  # what each line sends, and when its last new chat can go
     already_sent: int  # rows: by an earlier run, as the journal or the sheet says
     rows: int = 0  # rows with something left to send
     invalid: int = 0
@@ -81,6 +82,7 @@ class Preview:
     resend_changed: bool = False
     # Rows another run is sending right now: this one leaves them alone.
     elsewhere: int = 0
+    pace: Pace = field(default_factory=Pace)
 
 
 @dataclass
@@ -153,6 +155,7 @@ def run_file(
             report.elsewhere = _claim(claims, todo)
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
+        report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
         if todo and confirm(_preview(plan, todo, held, report)):
             chats = {
                 ref: tuple(r for r in requests if r.key not in held)
@@ -389,7 +392,6 @@ def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[
 
 
 def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport) -> Preview:
-    by_line: Counter[str] = Counter(request.sender or "(existing chats)" for request in todo)
     sending = {request.row for request in todo}
     statuses = Counter(row.status for row in plan.rows)
     settled = sum(
@@ -402,7 +404,7 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
     return Preview(
         requests=len(todo),
         first_touches=sum(request.creates_chat for request in todo),
-        by_line=dict(by_line),
+        lines=tuple(report.lines),
         already_sent=statuses[Status.SENT] + settled,
         rows=len(sending),
         invalid=statuses[Status.INVALID],
@@ -410,4 +412,5 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
         changed=tuple(report.changed),
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),
+        pace=report.pace,
     )
