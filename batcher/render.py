@@ -15,6 +15,7 @@ from batcher.lineplan import LinePlan, Pace
 from batcher.model import Status
 from batcher.pipeline import Changed, Report
 from batcher.running import Preview, RunReport
+from batcher.senderlines import Barred
 from batcher.sending import Stopped
 
 FIRST_PROBLEMS = 10
@@ -131,6 +132,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
     lines += _elsewhere(report)
+    lines += _barred(report)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -270,6 +272,27 @@ def _assumed_pace(pace: Pace) -> list[str]:
     if not pace.daily_given:
         return [f"  (Chert's documented cap for a line: {daily}; --line-daily sets yours.)"]
     return []
+
+
+def _barred(report: RunReport) -> list[str]:
+    """Lines nothing was sent from, as the account's list of lines says, and what to do."""
+    lines = []
+    for line, why in sorted(report.barred.items()):
+        count = report.rows_from(line)
+        rows, stay = plural(count, "row"), "stays" if count == 1 else "stay"
+        if why is Barred.UNKNOWN:
+            said = (
+                f"Line {line} is not one of the account's lines (2006): its {rows} failed, "
+                "and nothing was sent from it. Check --from or the From column."
+            )
+        else:
+            said = (
+                f"Line {line} is not active in the account: its {rows} {stay} pending, and "
+                "nothing was sent from it. Activate it (or send them from another line), "
+                "then run again."
+            )
+        lines += ["", said]
+    return lines
 
 
 def _elsewhere(report: RunReport) -> list[str]:
