@@ -120,6 +120,22 @@ def job_options(command: F) -> F:
             help="Send media files that are hard links (by default refused: a hard link can "
             "bring in a private file from anywhere on the disk).",
         ),
+        click.option(
+            "--line-gap",
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            cls=_Worded,
+            help="Least seconds between two new chats of one line, for the per-line "
+            "plan's finish times.  [default: Chert's documented 600]",
+        ),
+        click.option(
+            "--line-daily",
+            type=click.IntRange(min=1),
+            metavar="N",
+            cls=_Worded,
+            help="Most new chats of one line in any 24 hours, for the per-line plan's "
+            "finish times.  [default: Chert's documented 30]",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -186,6 +202,8 @@ def validate(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    line_gap: float | None,
+    line_daily: int | None,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -207,6 +225,8 @@ def validate(
         allow_duplicates=allow_duplicates,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        line_gap=line_gap,
+        line_daily=line_daily,
     )
     try:
         with _stop_signals_raise():
@@ -248,8 +268,15 @@ def _options_for_run(ctx: click.Context) -> list[str]:
             args += [param.opts[0]] if value else []
             continue
         for one in value if param.multiple else [value]:
-            args += [param.opts[0], str(one)]
+            args += [param.opts[0], _as_typed(one)]
     return args
+
+
+def _as_typed(value: object) -> str:
+    """An option's value as a person would type it: 600, not click's float 600.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 class _LiveProgress:
@@ -428,6 +455,8 @@ def run(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    line_gap: float | None,
+    line_daily: int | None,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -470,6 +499,8 @@ def run(
         resend_changed=resend_changed,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        line_gap=line_gap,
+        line_daily=line_daily,
     )
     options = RunOptions(
         job=job,
@@ -657,7 +688,7 @@ def _is_terminal(stream: TextIO | None) -> bool:
 def _sender_lines(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """Split repeated and comma-separated --lines values and check each is E.164."""
+    """Split repeated and comma-separated --lines (or --inactive) values and check each is E.164."""
     from batcher.sandbox.rules import is_possible_sender
 
     numbers = tuple(n.strip() for value in values for n in value.split(",") if n.strip())
@@ -675,10 +706,10 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
     epilog="""Examples:
 
 \b
-  chert-batch sandbox --port 0
-      any free port; the address is printed
   chert-batch sandbox --line-gap 600 --line-daily 30
       a line's first touches 10 minutes apart and 30 a day, as Chert's are
+  chert-batch sandbox --lines +15555550100 --inactive +15555550101
+      the tenant has two lines, one of them not active; other senders get 2006
   chert-batch sandbox --p503 0.1 --pdrop 0.05 --seed 1
       answer 1 in 10 with 503 and drop 1 in 20, the same way every time
 """,
@@ -718,8 +749,16 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
     multiple=True,
     metavar="NUMBERS",
     callback=_sender_lines,
-    help="The tenant's sender numbers (repeat or comma-separate); others get 403 / 2006.  "
-    "[default: every sender]",
+    help="The tenant's sender numbers (repeat or comma-separate), listed by GET "
+    "/phone-numbers; others get 403 / 2006.  [default: any sender, and none listed (404)]",
+)
+@click.option(
+    "--inactive",
+    multiple=True,
+    metavar="NUMBERS",
+    callback=_sender_lines,
+    help="The tenant's lines that are not active (repeat or comma-separate): listed with "
+    "is_active false, and a send from one gets 403 / 2006.",
 )
 @click.option(
     "--seed", type=int, metavar="N", help="Seed for the fault generator, for repeatable faults."
@@ -766,6 +805,7 @@ def sandbox(
     line_gap: float | None,
     line_daily: int | None,
     lines: tuple[str, ...],
+    inactive: tuple[str, ...],
     seed: int | None,
     p503: float,
     pdrop: float,
@@ -798,6 +838,7 @@ def sandbox(
         line_gap=line_gap,
         line_daily=line_daily,
         lines=lines,
+        inactive=inactive,
         seed=seed,
         p503=p503,
         pdrop=pdrop,

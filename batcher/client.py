@@ -127,6 +127,17 @@ class ChertClient:
             return Unanswered(f"connection failed ({type(exc).__name__})")
         return read_answer(response)
 
+    async def get(self, path: str) -> Answer | Unanswered:
+        """GET a route (signed over an empty body); an Answer for any response, else Unanswered."""
+        headers = self.credentials.headers(b"")
+        try:
+            response = await self.http.get(self.base_url + path, headers=headers)
+        except httpx.TimeoutException:
+            return Unanswered("no answer before the timeout")
+        except httpx.TransportError as exc:
+            return Unanswered(f"connection failed ({type(exc).__name__})")
+        return read_answer(response)
+
     async def upload(self, url: str, data: bytes, headers: dict[str, str]) -> Answer | Unanswered:
         """PUT an attachment's bytes where its reservation said: bearer auth only, as documented."""
         parts = urlsplit(url)

@@ -18,6 +18,7 @@ from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
 from batcher.errors import NothingToSend
 from batcher.journal import JournalView, Record, State, default_journal, read_journal
+from batcher.lineplan import LinePlan, LineTally, Pace
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media, MediaKind
 from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status, api_text
@@ -43,11 +44,20 @@ class JobOptions:
     allow_hardlinks: bool = False
     # Test-only: media URLs may be plain http to this machine.
     allow_loopback_media: bool = False
+    # A line's first touches: at least this many seconds apart, at most this many a day
+    # (--line-gap / --line-daily); None: Chert's documented figure, for the plan's estimate.
+    line_gap: float | None = None
+    line_daily: int | None = None
 
     @property
     def output(self) -> Path:
         """Where the results sheet goes."""
         return default_output(self.path, self.out)
+
+    @property
+    def pace(self) -> Pace:
+        """The pace of a line's first touches the plan's estimates use."""
+        return Pace.of(self.line_gap, self.line_daily)
 
 
 class Changed(NamedTuple):
@@ -98,6 +108,9 @@ class Report:
     media_urls: int = 0
     # The encoding a CSV file was read in ("UTF-8", "Windows-1252", ...); "" for XLSX.
     encoding: str = ""
+    # What each line is to send and when its last new chat can go, at `pace`.
+    lines: list[LinePlan] = field(default_factory=list)
+    pace: Pace = field(default_factory=Pace)
 
     @property
     def total(self) -> int:
@@ -128,6 +141,19 @@ class Report:
                 {"row": c.row, "sent_at": c.sent_at, "to": c.who, "sent_again": self.resend_changed}
                 for c in self.changed
             ],
+            "lines": [plan.to_json() for plan in self.lines],
+            "line_pace": {
+                "gap_seconds": self.pace.gap,
+                "daily": self.pace.daily,
+                "assumed": [
+                    name
+                    for name, given in (
+                        ("gap", self.pace.gap_given),
+                        ("daily", self.pace.daily_given),
+                    )
+                    if not given
+                ],
+            },
             "journal_read": str(self.journal_read) if self.journal_read else None,
             "journal_busy": self.journal_busy,
             "problems": [
@@ -215,14 +241,20 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
     others = [r for key, r in records.items() if key not in keys and r.state is State.SENT]
     changed = {**prepared.changed, **changed_since(plan, records, others)}
     outcomes: dict[int, RowOutcome] = {}
+    tally = LineTally()
     for row in plan.rows:
         known = any(request.key in records for request in row.requests)
         outcome = row_outcome(row, plan.chats, records) if known else planned_outcome(row)
         if row.row in changed and not options.resend_changed:
             outcome = changed[row.row].sent
         outcomes[row.row] = prepared.carried.get(row.row) or outcome
+        if outcomes[row.row].status in _TO_SEND:
+            for request in row.requests:
+                if (record := records.get(request.key)) is None or record.state is not State.SENT:
+                    tally.add(request)
     write_results(prepared.sheet, prepared.columns, outcomes, options.output)
     report = summarize(options, plan, outcomes)
+    report.lines, report.pace = tally.plans(options.pace), options.pace
     report.planned_only = True
     report.encoding = prepared.sheet.encoding
     report.changed = sorted(changed.values())
@@ -235,11 +267,21 @@ def _validate_streaming(options: JobOptions) -> Report:
     with _cyclic_gc_paused():
         sheet, columns, validator = _open(options)
         planner = Planner(campaign=options.campaign, allow_duplicates=options.allow_duplicates)
-        report = Report(options.path, options.output, planned_only=True, encoding=sheet.encoding)
+        report = Report(
+            options.path,
+            options.output,
+            planned_only=True,
+            encoding=sheet.encoding,
+            pace=options.pace,
+        )
+        tally = LineTally()
 
         def outcome(plan: RowPlan, sent: RowOutcome | None) -> RowOutcome:
             made = sent or planned_outcome(plan)
             _count(report, plan, made)  # as summarize() would, without keeping every row
+            if made.status is Status.PENDING:
+                for request in plan.requests:
+                    tally.add(request)
             return made
 
         with validator:
@@ -251,7 +293,12 @@ def _validate_streaming(options: JobOptions) -> Report:
             write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
         report.media_urls = sum(media.kind is MediaKind.URL for media in validator.media.values())
     report.changed = sorted(changed.values())
+    report.lines = tally.plans(options.pace)
     return report
+
+
+# Rows a run would send (again): not yet sent, or refused before and retried.
+_TO_SEND = frozenset({Status.PENDING, Status.FAILED})
 
 
 def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:

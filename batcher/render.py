@@ -11,9 +11,11 @@ import shlex
 import textwrap
 from collections.abc import Sequence
 
+from batcher.lineplan import LinePlan, Pace
 from batcher.model import Status
 from batcher.pipeline import Changed, Report
 from batcher.running import Preview, RunReport
+from batcher.senderlines import Barred
 from batcher.sending import Stopped
 
 FIRST_PROBLEMS = 10
@@ -41,6 +43,8 @@ def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: 
     lines = [f"{report.source}: {plural(report.total, 'row')} checked. Nothing was sent."]
     lines += [*_read_as(report), ""]
     lines += _status_table(report, pending_note)
+    if report.lines:
+        lines += ["", "Per line (if Chert refuses nothing):", *line_plan(report.lines, report.pace)]
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
     if report.media_urls:
@@ -134,6 +138,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
     lines += _elsewhere(report)
+    lines += _barred(report)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -172,9 +177,9 @@ def confirmation(preview: Preview, target: str, rate: float) -> str:
         f"About to send {plural(preview.requests, 'message')} for "
         f"{plural(preview.rows, 'row')} to {target}, "
         f"{preview.first_touches} of them to new chats, "
-        f"from {plural(len(preview.by_line), 'line')}:"
+        f"from {plural(len(preview.lines), 'line')}:"
     ]
-    lines += [f"  {line:<18} {count:>7}" for line, count in sorted(preview.by_line.items())]
+    lines += line_plan(preview.lines, preview.pace)
     lines += _changed(list(preview.changed), preview.resend_changed, asking=True)
     if preview.elsewhere:
         lines.append(
@@ -212,13 +217,88 @@ def _how_long(requests: int, rate: float) -> str:
 
 
 def duration(seconds: float) -> str:
-    """'3 s', '4 min', '2 h 5 min': rounded up, in the largest unit that reads well."""
+    """'3 s', '4 min', '2 h 5 min', '2 days 0 h 40 min': rounded up, in units that read well."""
     if seconds < 90:
         return f"{max(1, math.ceil(seconds))} s"
     minutes = math.ceil(seconds / 60)
     if minutes < 90:
         return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{plural(days, 'day')} {hours} h {minutes} min"
+
+
+def line_plan(lines: Sequence[LinePlan], pace: Pace) -> list[str]:
+    """Each line's plan on a line of its own, then which pace the estimates assume."""
+    shown = [f"  {describe_line(plan, pace)}" for plan in lines]
+    if any(plan.first_touches > 1 for plan in lines):
+        shown += _assumed_pace(pace)
+    return shown
+
+
+def describe_line(plan: LinePlan, pace: Pace) -> str:
+    """'line +1415...: 65 new chats, 2 follow-ups; about 2 days 0 h 40 min at 30 a day, ...'."""
+    who = f"line {plan.line}" if plan.line else "chats named by chat_id"
+    counts = f"{_some(plan.first_touches, 'new chat')}, {_some(plan.follow_ups, 'follow-up')}"
+    if not plan.first_touches:
+        return f"{who}: {counts}"
+    if plan.estimate_seconds <= 0:
+        return f"{who}: {counts}; right away"
+    apart = f"{_span(pace.gap)} apart" if pace.gap else "with no gap"
+    return (
+        f"{who}: {counts}; about {duration(plan.estimate_seconds)} at {pace.daily} a day, {apart}"
+    )
+
+
+def _some(count: int, noun: str) -> str:
+    return f"no {noun}s" if count == 0 else plural(count, noun)
+
+
+def _span(seconds: float) -> str:
+    """A pace as given, unrounded: '10 min', '1 h', '90 s', '0.25 s'."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _assumed_pace(pace: Pace) -> list[str]:
+    """Which of Chert's documented figures the estimates assume, and how to give yours."""
+    gap, daily = f"{_span(pace.gap)} apart", f"{pace.daily} new chats a day"
+    if not pace.gap_given and not pace.daily_given:
+        return [
+            f"  (Chert's documented pace for a line: {daily}, {gap}; "
+            "--line-daily and --line-gap set yours.)"
+        ]
+    if not pace.gap_given:
+        return [f"  (Chert's documented gap for a line: {gap}; --line-gap sets yours.)"]
+    if not pace.daily_given:
+        return [f"  (Chert's documented cap for a line: {daily}; --line-daily sets yours.)"]
+    return []
+
+
+def _barred(report: RunReport) -> list[str]:
+    """Lines nothing was sent from, as the account's list of lines says, and what to do."""
+    lines = []
+    for line, why in sorted(report.barred.items()):
+        count = report.rows_from(line)
+        rows, stay = plural(count, "row"), "stays" if count == 1 else "stay"
+        if why is Barred.UNKNOWN:
+            said = (
+                f"Line {line} is not one of the account's lines (2006): its {rows} failed, "
+                "and nothing was sent from it. Check --from or the From column."
+            )
+        else:
+            said = (
+                f"Line {line} is not active in the account: its {rows} {stay} pending, and "
+                "nothing was sent from it. Activate it (or send them from another line), "
+                "then run again."
+            )
+        lines += ["", said]
+    return lines
 
 
 def _elsewhere(report: RunReport) -> list[str]:

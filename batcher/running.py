@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from batcher.client import ChertClient, Credentials, encode, is_loopback
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
+from batcher.lineplan import LinePlan, Pace, line_plans
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
 from batcher.pipeline import (
@@ -31,8 +33,11 @@ from batcher.pipeline import (
 )
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import check_writable, write_results
+from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
 from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
 from batcher.uploading import Uploader
+
+log = logging.getLogger("batcher.running")
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Preview:
 
     requests: int
     first_touches: int
-    by_line: dict[str, int]
+    lines: tuple[LinePlan, ...]  # what each line sends, and when its last new chat can go
     already_sent: int  # rows: by an earlier run, as the journal or the sheet says
     rows: int = 0  # rows with something left to send
     invalid: int = 0
@@ -81,6 +86,7 @@ class Preview:
     resend_changed: bool = False
     # Rows another run is sending right now: this one leaves them alone.
     elsewhere: int = 0
+    pace: Pace = field(default_factory=Pace)
 
 
 @dataclass
@@ -94,6 +100,11 @@ class RunReport(Report):
     cancelled: bool = False
     # Rows another live run is sending right now (claims in the per-user home), by row.
     elsewhere: dict[int, RunInfo] = field(default_factory=dict)
+    # Lines the account does not list, or lists as not active: nothing was sent from them.
+    barred: dict[str, Barred] = field(default_factory=dict)
+    barred_rows: dict[int, str] = field(default_factory=dict)  # row → its barred line
+    # Why the account's lines were not checked ("" when they were, or nothing was sent).
+    lines_unchecked: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -101,6 +112,10 @@ class RunReport(Report):
         if self.stopped is not None:
             return 3
         return 1 if self.cancelled else super().exit_code
+
+    def rows_from(self, line: str) -> int:
+        """How many rows nothing was sent for because they are from this barred line."""
+        return sum(1 for barred in self.barred_rows.values() if barred == line)
 
     def to_json(self) -> dict[str, Any]:
         """The summary as plain data, for `--json`."""
@@ -114,6 +129,11 @@ class RunReport(Report):
                 {"row": row, "pid": run.pid, "host": run.host, "journal": run.journal}
                 for row, run in sorted(self.elsewhere.items())
             ],
+            barred_lines=[
+                {"line": line, "why": str(why), "rows": self.rows_from(line)}
+                for line, why in sorted(self.barred.items())
+            ],
+            lines_unchecked=self.lines_unchecked or None,
         )
         return summary
 
@@ -154,7 +174,10 @@ def run_file(
             report.elsewhere = _claim(claims, todo)
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
+        report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
         if todo and confirm(_preview(plan, todo, held, report)):
+            _check_lines(target, options.send.timeout, todo, report)
+            held |= {r.key for r in todo if r.row in report.barred_rows}
             chats = {
                 ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
@@ -173,7 +196,7 @@ def run_file(
         row.row: prepared.carried.get(row.row)
         or (kept[row.row].sent if row.row in kept else None)
         or (_elsewhere(row, report.elsewhere[row.row]) if row.row in report.elsewhere else None)
-        or row_outcome(row, plan.chats, records, conflicts)
+        or _settled(row, row_outcome(row, plan.chats, records, conflicts), report)
         for row in plan.rows
     }
     try:
@@ -187,6 +210,39 @@ def run_file(
         summary.problems,
     )
     return report
+
+
+def _check_lines(target: Target, timeout: float, todo: list[Request], report: RunReport) -> None:
+    """Read the account's lines once; note in `report` the rows of lines nothing may go from.
+
+    A list that cannot be read holds nothing back: that is said at -v, and the run goes
+    on as it would without it (a send from a line that is not the account's gets 2006).
+    """
+    lines = anyio.run(_read_lines, target, timeout)
+    if isinstance(lines, str):
+        report.lines_unchecked = lines
+        log.info("the account's lines were not checked (GET /phone-numbers: %s); sending", lines)
+        return
+    report.barred = barred_lines({r.sender for r in todo if r.sender}, lines)
+    report.barred_rows = {r.row: r.sender for r in todo if r.sender in report.barred}
+    for line, why in sorted(report.barred.items()):
+        log.info("line %s is %s: its %d row(s) are not sent", line, why, report.rows_from(line))
+
+
+async def _read_lines(target: Target, timeout: float) -> dict[str, bool] | str:
+    host = httpx.URL(target.base_url).host
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout), trust_env=not is_loopback(host), follow_redirects=False
+    ) as http:
+        return await read_lines(ChertClient(http, target.base_url, target.credentials))
+
+
+def _settled(row: RowPlan, outcome: RowOutcome, report: RunReport) -> RowOutcome:
+    """A row's outcome; for a row of a barred line not sent before, why nothing was sent."""
+    line = report.barred_rows.get(row.row)
+    if line is None or outcome.status is Status.SENT:
+        return outcome
+    return barred_outcome(outcome, line, report.barred[line])
 
 
 def _claim(claims: Claims, todo: list[Request]) -> dict[int, RunInfo]:
@@ -390,7 +446,6 @@ def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[
 
 
 def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport) -> Preview:
-    by_line: Counter[str] = Counter(request.sender or "(existing chats)" for request in todo)
     sending = {request.row for request in todo}
     statuses = Counter(row.status for row in plan.rows)
     settled = sum(
@@ -403,7 +458,7 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
     return Preview(
         requests=len(todo),
         first_touches=sum(request.creates_chat for request in todo),
-        by_line=dict(by_line),
+        lines=tuple(report.lines),
         already_sent=statuses[Status.SENT] + settled,
         rows=len(sending),
         invalid=statuses[Status.INVALID],
@@ -411,4 +466,5 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
         changed=tuple(report.changed),
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),
+        pace=report.pace,
     )

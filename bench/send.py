@@ -188,6 +188,8 @@ def sent(box: httpx.Client, name: str, argv: list[str], env: dict[str, str], row
     box.post("/_sandbox/reset")
     run = measure(name, argv, env)
     logged: list[dict[str, Any]] = box.get("/_sandbox/requests", timeout=60).json()["requests"]
+    # run's one look at the account's lines (404 from a sandbox without --lines) is no send.
+    logged = [r for r in logged if r["path"] != "/api/v1/phone-numbers"]
     complete = len(logged) == rows and all(200 <= r["status"] < 300 for r in logged)
     return Sent(sorted(float(r["t"]) for r in logged), complete, run)
 

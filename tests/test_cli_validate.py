@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from batcher.cli import main
+from tests.runs import recipient
 from tests.sheets import write_csv, write_xlsx
 
 SENDER = "+15555550100"
@@ -158,6 +159,8 @@ SHARED_VALUES: dict[str, list[str]] = {
     "--allow-hardlinks": [],
     "--journal": ["{tmp}/checked.journal.sqlite"],
     "--allow-loopback-media": [],
+    "--line-gap": ["300"],
+    "--line-daily": ["20"],
 }
 
 
@@ -181,3 +184,104 @@ def test_every_shared_option_is_carried_to_run(tmp_path: Path) -> None:
     for option, values in given.items():
         at = command.index(option)
         assert command[at + 1 : at + 1 + len(values)] == values
+
+
+OTHER = "+15555550101"
+
+
+def campaign_sheet(path: Path) -> Path:
+    """65 new chats and 2 follow-ups from one line, 1 new chat from another, 1 bad row."""
+    rows = [[SENDER, recipient(n), f"Hello #{n}"] for n in range(65)]
+    rows += [[SENDER, recipient(0), "And again"], [SENDER, recipient(1), "And again"]]
+    rows += [[OTHER, recipient(100), "Hi"], [OTHER, "415-555-12", "Hi"]]
+    return write_csv(path, [["From", "To", "Text"], *rows])
+
+
+def test_validate_shows_the_plan_per_line_at_chert_documented_pace(tmp_path: Path) -> None:
+    """Each line's new chats and follow-ups, and when its last new chat can go."""
+    code, output = invoke("validate", str(campaign_sheet(tmp_path / "in.csv")))
+    assert code == 1
+    lines = output.splitlines()
+    at = lines.index("Per line (if Chert refuses nothing):")
+    assert lines[at + 1 : at + 4] == [
+        f"  line {SENDER}: 65 new chats, 2 follow-ups; about 2 days 0 h 40 min at 30 a day, "
+        "10 min apart",
+        f"  line {OTHER}: 1 new chat, no follow-ups; right away",
+        "  (Chert's documented pace for a line: 30 new chats a day, 10 min apart; "
+        "--line-daily and --line-gap set yours.)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "note"),
+    [
+        (
+            ["--line-gap", "0.25", "--line-daily", "100"],
+            "about 16 s at 100 a day, 0.25 s apart",
+            None,
+        ),
+        (
+            ["--line-gap", "3600"],
+            "about 2 days 16 h 0 min at 30 a day, 1 h apart",
+            "  (Chert's documented cap for a line: 30 new chats a day; --line-daily sets yours.)",
+        ),
+        (
+            ["--line-daily", "1"],
+            "about 64 days 0 h 0 min at 1 a day, 10 min apart",
+            "  (Chert's documented gap for a line: 10 min apart; --line-gap sets yours.)",
+        ),
+    ],
+)
+def test_validate_plans_at_the_pace_given(
+    tmp_path: Path, args: list[str], said: str, note: str | None
+) -> None:
+    """--line-gap / --line-daily set the pace; only what is not given is Chert's, and said so."""
+    code, output = invoke("validate", str(campaign_sheet(tmp_path / "in.csv")), *args)
+    assert code == 1  # the bad row
+    lines = output.splitlines()
+    at = lines.index("Per line (if Chert refuses nothing):")
+    assert lines[at + 1] == f"  line {SENDER}: 65 new chats, 2 follow-ups; {said}"
+    assert lines[at + 3] == (note if note is not None else "")
+    assert lines[-1].endswith(shlex.join(args))  # and run plans the same
+
+
+def test_validate_json_has_the_plan_per_line(tmp_path: Path) -> None:
+    """--json: "lines" with each line's counts and estimate, and the pace it assumed."""
+    path = campaign_sheet(tmp_path / "in.csv")
+    code, output = invoke("validate", str(path), "--json", "--line-gap", "60")
+    assert code == 1
+    summary = json.loads(output)
+    assert summary["lines"] == [
+        {
+            "line": SENDER,
+            "first_touches": 65,
+            "follow_ups": 2,
+            "estimate_seconds": 2 * 86_400 + 240,
+        },
+        {"line": OTHER, "first_touches": 1, "follow_ups": 0, "estimate_seconds": 0},
+    ]
+    assert summary["line_pace"] == {"gap_seconds": 60, "daily": 30, "assumed": ["daily"]}
+
+
+def test_validate_leaves_rows_a_journal_has_sent_out_of_the_plan(tmp_path: Path) -> None:
+    """With a journal of a run that sent the first rows, only what is left is planned."""
+    from batcher.client import Credentials
+    from batcher.pipeline import JobOptions
+    from batcher.running import RunOptions, Target, run_file
+    from batcher.sandbox import SandboxConfig, running_sandbox
+    from batcher.sending import SendConfig
+
+    first = write_csv(
+        tmp_path / "in.csv",
+        [["From", "To", "Text"], *[[SENDER, recipient(n), "Hi"] for n in range(3)]],
+    )
+    with running_sandbox(SandboxConfig()) as box:
+        options = RunOptions(job=JobOptions(path=first), send=SendConfig(rate=0))
+        run_file(options, Target(box.base_url, Credentials(box.secret), "sandbox"))
+    rows = [[SENDER, recipient(n), "Hi"] for n in range(5)] + [[SENDER, recipient(0), "More"]]
+    write_csv(first, [["From", "To", "Text"], *rows])
+    code, output = invoke("validate", str(first), "--json")
+    assert code == 0
+    assert json.loads(output)["lines"] == [
+        {"line": SENDER, "first_touches": 2, "follow_ups": 1, "estimate_seconds": 600},
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from batcher.lineplan import LinePlan
 from batcher.model import RowOutcome, Status
 from batcher.pipeline import Changed, describe_chat
 from batcher.render import confirmation
@@ -122,7 +123,7 @@ def test_rows_inserted_above_are_not_changed(box: RunningSandbox, tmp_path: Path
 
 def changed(resend: bool) -> Preview:
     row = Changed(7, "2026-11-30T10:00:00Z", "+14155552001", RowOutcome(Status.SENT))
-    return Preview(1, 0, {LINE_A: 1}, 8, changed=(row,), resend_changed=resend)
+    return Preview(1, 0, (LinePlan(LINE_A, 0, 1, 0.0),), 8, changed=(row,), resend_changed=resend)
 
 
 @pytest.mark.parametrize(

@@ -100,8 +100,30 @@ def test_sandbox_without_a_secret_prints_a_throwaway_one(
     match = re.search(r"export CHERT_SIGNING_SECRET=(\S+)", announcement)
     assert match
     headers = {"Authorization": f"Bearer {match.group(1)}"}
-    assert httpx.get(f"{base_url}/phone-numbers", headers=headers).status_code == 200
+    assert httpx.post(f"{base_url}/chats", json=CHAT, headers=headers).status_code == 200
     assert stop(proc)[0] == 0
+
+
+def test_sandbox_lists_its_lines_and_the_inactive_ones(
+    process: list[subprocess.Popen[str]],
+) -> None:
+    """--lines (repeated or comma-separated) and --inactive make GET /phone-numbers' list."""
+    proc = start(
+        "--port", "0", "--lines", "+15555550100,+15555550101", "--inactive", "+15555550102"
+    )
+    process.append(proc)
+    base_url, _ = read_announcement(proc)
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    lines = httpx.get(f"{base_url}/phone-numbers", headers=headers).json()["phone_numbers"]
+    inactive = {**CHAT, "from": "+15555550102"}
+    refused = httpx.post(f"{base_url}/chats", json=inactive, headers=headers)
+    assert stop(proc)[0] == 0
+    assert [(line["phone_number"], line["is_active"]) for line in lines] == [
+        ("+15555550100", True),
+        ("+15555550101", True),
+        ("+15555550102", False),
+    ]
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, 2006)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +134,7 @@ def test_sandbox_without_a_secret_prints_a_throwaway_one(
         (["--rate", "0"], "not in the range x>0"),
         (["--line-daily", "0"], "not in the range x>=1"),
         (["--lines", "+15555550100,nope"], "'nope' is not an E.164 number"),
+        (["--inactive", "nope"], "'nope' is not an E.164 number"),
         (["--port", "70000"], "not in the range 0<=x<=65535"),
     ],
 )

@@ -363,8 +363,9 @@ def test_auth(sandbox: RunningSandbox, make_headers: Any, status: int, code: int
         assert_error(response, status, code)
 
 
-def test_hmac_get_signs_an_empty_body(sandbox: RunningSandbox) -> None:
+def test_hmac_get_signs_an_empty_body(make_sandbox: Any) -> None:
     """GET requests sign ``"<ts>."`` alone."""
+    sandbox = make_sandbox(lines=(SENDER,))
     headers = hmac_headers(sandbox.secret, sandbox.tenant, b"")
     response = request("GET", f"{sandbox.base_url}/phone-numbers", headers=headers)
     assert response.status_code == 200
@@ -439,13 +440,46 @@ def test_upload_to_an_unknown_attachment_is_404(sandbox: RunningSandbox) -> None
 # Phone numbers ------------------------------------------------------------
 
 
-def test_phone_numbers_lists_the_senders_seen(client: httpx.Client) -> None:
-    """Without configured lines, every sender that created a chat is listed."""
-    assert client.get("/phone-numbers").json() == {"phone_numbers": []}
-    client.post("/chats", json=chat_body(SAM))
-    client.post("/chats", json=chat_body(SAM, sender=OTHER_SENDER))
-    numbers = [line["number"] for line in client.get("/phone-numbers").json()["phone_numbers"]]
-    assert numbers == [SENDER, OTHER_SENDER]
+INACTIVE = "+15555550122"
+
+
+def listed(number: str, *, active: bool) -> dict[str, Any]:
+    """What GET /phone-numbers shows for one line, ids aside."""
+    return {
+        "phone_number": number,
+        "service": "imessage",
+        "is_active": active,
+        "capabilities": ["imessage", "send", "receive"],
+    }
+
+
+def test_phone_numbers_without_lines_is_404(client: httpx.Client) -> None:
+    """A sandbox that accepts any sender has no lines to list: 404 / 1004, even after sends."""
+    assert client.post("/chats", json=chat_body(SAM)).status_code == 200
+    error = assert_error(client.get("/phone-numbers"), 404, 1004)
+    assert "--lines" in error["message"]
+
+
+def test_phone_numbers_lists_the_lines_in_the_documented_shape(make_sandbox: Any) -> None:
+    """Configured lines, active or not, in order, with the documented fields.
+
+    Ids are distinct, and the same for a line in another sandbox (derived from the number).
+    """
+    sandbox = make_sandbox(lines=(SENDER, OTHER_SENDER), inactive=(INACTIVE,))
+    with api(sandbox) as client:
+        response = client.get("/phone-numbers")
+    assert response.status_code == 200
+    assert TRACE_ID.fullmatch(response.headers["X-Trace-ID"])
+    lines = response.json()["phone_numbers"]
+    assert [{k: v for k, v in line.items() if "id" not in k} for line in lines] == [
+        listed(SENDER, active=True),
+        listed(OTHER_SENDER, active=True),
+        listed(INACTIVE, active=False),
+    ]
+    assert len({line["id"] for line in lines} | {line["phone_line_id"] for line in lines}) == 6
+    again = make_sandbox(lines=(SENDER,))
+    with api(again) as client:
+        assert client.get("/phone-numbers").json()["phone_numbers"][0]["id"] == lines[0]["id"]
 
 
 def test_lines_restrict_senders(make_sandbox: Any) -> None:
@@ -453,9 +487,24 @@ def test_lines_restrict_senders(make_sandbox: Any) -> None:
     sandbox = make_sandbox(lines=(SENDER,))
     with api(sandbox) as client:
         assert client.post("/chats", json=chat_body(SAM)).status_code == 200
-        assert_error(client.post("/chats", json=chat_body(SAM, sender=OTHER_SENDER)), 403, 2006)
-        lines = client.get("/phone-numbers").json()["phone_numbers"]
-    assert lines == [{"number": SENDER, "service": "imessage", "status": "active"}]
+        error = assert_error(
+            client.post("/chats", json=chat_body(SAM, sender=OTHER_SENDER)), 403, 2006
+        )
+    assert error["retryable"] is False
+    assert len(ledger(sandbox)) == 1
+
+
+def test_an_inactive_line_cannot_send(make_sandbox: Any) -> None:
+    """A listed line that is not active gets 403 / 2006, saying it is not active."""
+    sandbox = make_sandbox(inactive=(INACTIVE,))
+    with api(sandbox) as client:
+        error = assert_error(client.post("/chats", json=chat_body(SAM, sender=INACTIVE)), 403, 2006)
+        other = client.post("/chats", json=chat_body(SAM))
+    assert error["retryable"] is False
+    assert "not active" in error["message"]
+    # Inactive lines are the tenant's lines: the list is not empty, so others are refused.
+    assert_error(other, 403, 2006)
+    assert ledger(sandbox) == []
 
 
 # Idempotency --------------------------------------------------------------
@@ -527,7 +576,7 @@ def test_concurrent_same_key_delivers_once(sandbox: RunningSandbox) -> None:
 
 def test_rate_limit_answers_1007_with_retry_after(make_sandbox: Any) -> None:
     """Past the rate: 429 / 1007, retryable, retry_after and a Retry-After header."""
-    sandbox = make_sandbox(rate=2)
+    sandbox = make_sandbox(rate=2, lines=(SENDER,))
     with api(sandbox) as client:
         statuses = [client.get("/phone-numbers") for _ in range(6)]
         limited = [r for r in statuses if r.status_code == 429]
@@ -560,6 +609,21 @@ def test_line_gap_answers_4002_for_a_second_first_touch(make_sandbox: Any) -> No
         assert client.post("/chats", json=chat_body(ALEX)).status_code == 200
 
 
+def test_4002_says_the_wait_in_fractions_and_the_header_in_whole_seconds(
+    make_sandbox: Any,
+) -> None:
+    """As documented: ``retry_after`` in seconds with fractions, ``Retry-After`` rounded up."""
+    sandbox = make_sandbox(line_gap=0.25)
+    with api(sandbox) as client:
+        assert client.post("/chats", json=chat_body(SAM)).status_code == 200
+        refused = client.post("/chats", json=chat_body(ALEX))
+    error = assert_error(refused, 429, 4002)
+    assert 0 < error["retry_after"] <= 0.25
+    assert error["retry_after"] != int(error["retry_after"])
+    assert round(error["retry_after"], 3) == error["retry_after"]
+    assert refused.headers["Retry-After"] == "1"
+
+
 def test_daily_cap_answers_4002_until_the_oldest_touch_expires(make_sandbox: Any) -> None:
     """The third first touch of a line with a cap of 2 waits about a day."""
     sandbox = make_sandbox(line_daily=2)
@@ -584,7 +648,7 @@ def test_replays_spend_no_capacity(make_sandbox: Any) -> None:
 
 def test_p503_answers_before_doing_anything(make_sandbox: Any) -> None:
     """503 / 3001 is retryable and nothing is delivered."""
-    sandbox = make_sandbox(p503=1.0)
+    sandbox = make_sandbox(p503=1.0, lines=(SENDER,))
     with api(sandbox) as client:
         error = assert_error(client.post("/chats", json=chat_body(SAM, key="k")), 503, 3001)
         assert client.get("/phone-numbers").status_code == 200
@@ -611,7 +675,7 @@ def test_pdrop_delivers_then_drops_and_a_retry_replays(make_sandbox: Any) -> Non
 
 def test_pslow_delivers_then_outlasts_the_client(make_sandbox: Any) -> None:
     """A client with a short timeout times out; the delivery happened; others are not blocked."""
-    sandbox = make_sandbox(pslow=1.0, slow_seconds=5)
+    sandbox = make_sandbox(pslow=1.0, slow_seconds=5, lines=(SENDER,))
     outcome: list[BaseException] = []
 
     def slow_request() -> None:

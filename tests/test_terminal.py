@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from batcher.lineplan import LinePlan, finish_estimate
 from batcher.model import Problem, Status
 from batcher.pipeline import Report
 from batcher.render import confirmation, duration, plural, validate_summary, wrapped
@@ -52,6 +53,10 @@ def test_plural(count: int, noun: str, many: str, shown: str) -> None:
         (90, "2 min"),
         (3000, "50 min"),
         (5400, "1 h 30 min"),
+        (86_340, "23 h 59 min"),
+        (86_400, "1 day 0 h 0 min"),
+        (175_200, "2 days 0 h 40 min"),
+        (175_201, "2 days 0 h 41 min"),
     ],
 )
 def test_duration(seconds: float, shown: str) -> None:
@@ -64,7 +69,10 @@ def preview(**counts: int) -> Preview:
     return Preview(
         requests=14,
         first_touches=12,
-        by_line={"+15555550101": 6, "+15555550100": 8},
+        lines=(
+            LinePlan("+15555550100", 7, 1, finish_estimate(7, 600, 30)),
+            LinePlan("+15555550101", 5, 1, finish_estimate(5, 600, 30)),
+        ),
         already_sent=counts.get("already_sent", 0),
         rows=13,
         invalid=counts.get("invalid", 0),
@@ -87,12 +95,14 @@ def preview(**counts: int) -> Preview:
 def test_confirmation_counts_what_is_not_sent(counts: dict[str, int], not_sent: str | None) -> None:
     """The confirmation: what goes where, what is not sent (in rows), and how long."""
     lines = confirmation(preview(**counts), "sandbox", 2.0).splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
         "About to send 14 messages for 13 rows to sandbox, 12 of them to new chats, from 2 lines:",
-        "  +15555550100             8",
-        "  +15555550101             6",
+        "  line +15555550100: 7 new chats, 1 follow-up; about 60 min at 30 a day, 10 min apart",
+        "  line +15555550101: 5 new chats, 1 follow-up; about 40 min at 30 a day, 10 min apart",
+        "  (Chert's documented pace for a line: 30 new chats a day, 10 min apart; "
+        "--line-daily and --line-gap set yours.)",
     ]
-    assert lines[3:-1] == ([not_sent] if not_sent else [])
+    assert lines[4:-1] == ([not_sent] if not_sent else [])
     assert lines[-1] == "At --rate 2 this takes about 7 s, longer if Chert asks to wait."
 
 
@@ -245,6 +255,9 @@ def test_confirm_then_watch_the_bar_and_the_summary(terminal: Terminal) -> None:
     asked = terminal.wait_for("Send them? [y/N]: ")
     assert "About to send 3 messages for 2 rows to sandbox, 2 of them to new chats" in asked
     assert "Not sent: 1 invalid row." in asked
+    assert (
+        f"line {LINE_A}: 2 new chats, 1 follow-up; about 10 min at 30 a day, 10 min apart" in asked
+    )
     assert "At --rate 1 this takes about 3 s" in asked
     terminal.send("y", "Enter")
     terminal.wait_for("/3 messages")  # the bar, while it sends

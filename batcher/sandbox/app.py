@@ -17,8 +17,10 @@ Choices where the docs are silent:
 - unknown chat, message, attachment or route: 404 with code 1004;
 - malformed JSON or a body that is not an object: 400 / 1002; top-level
   ``parts`` on a follow-up: 400 / 1002; an unexpected server bug: 500 / 3000;
-- ``GET /phone-numbers`` answers
-  ``{"phone_numbers": [{"number": "+1...", "service": "imessage", "status": "active"}]}``;
+- ``GET /phone-numbers`` answers the documented shape for the configured lines,
+  and 404 / 1004 when none are configured (see ``State.phone_numbers``);
+- 4002 and 1007 carry ``retry_after`` in the body in seconds with fractions and
+  the ``Retry-After`` header in whole seconds, rounded up;
 - the upload PUT answers ``{"attachment_id", "size_bytes", "uploaded": true}``;
 - faults (503, dropped connection, slow answer) hit only the two message
   routes and ``POST /attachments``, after authentication, the rate limit and

@@ -28,7 +28,9 @@ class SandboxConfig:
 
     ``rate`` is requests per second per tenant, ``line_gap`` seconds between two
     first touches of one sender line, ``line_daily`` first touches per line per
-    rolling 24 hours, ``lines`` the tenant's sender numbers (empty: all of them),
+    rolling 24 hours, ``lines`` the tenant's sender numbers (empty: any sender is
+    accepted, and none can be listed), ``inactive`` lines the tenant has but that
+    are not active (listed with ``is_active: false``, and refused for sending),
     ``p503``/``pdrop``/``pslow`` fault probabilities drawn from ``Random(seed)``.
     """
 
@@ -40,6 +42,7 @@ class SandboxConfig:
     line_gap: float | None = None
     line_daily: int | None = None
     lines: tuple[str, ...] = ()
+    inactive: tuple[str, ...] = ()
     seed: int | None = None
     p503: float = 0.0
     pdrop: float = 0.0
@@ -54,6 +57,11 @@ class SandboxConfig:
         problems = config_problems(self)
         if problems:
             raise ValueError("invalid sandbox config: " + "; ".join(problems))
+
+    @property
+    def listed(self) -> tuple[str, ...]:
+        """The tenant's lines, active or not, in the order given (empty: any sender)."""
+        return tuple(dict.fromkeys((*self.lines, *self.inactive)))
 
 
 def config_problems(config: SandboxConfig) -> list[str]:

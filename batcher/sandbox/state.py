@@ -13,7 +13,14 @@ Choices where the docs are silent:
 - a POST /chats for a (from, set(to)) that already has a chat reuses it:
   same chat id, a new message, no first touch, no capacity used. The
   first-message rules (1005, 4099) still apply, since they are about the call.
-- capacity (4002) is answered with HTTP 429 and ``retry_after``.
+- capacity (4002) is answered with HTTP 429 and ``retry_after`` (seconds, to the
+  millisecond; the app adds the whole-second ``Retry-After`` header).
+- ``GET /phone-numbers`` lists the configured lines (``lines`` and ``inactive``);
+  a sandbox that accepts any sender has no list, and answers 404 / 1004. Ids are
+  derived from the number, so a line keeps its id across restarts.
+- a new chat from an inactive line is 403 / 2006, as the docs say for a line
+  that is not the tenant's: they name no code of its own for it. (Lines are
+  fixed at start-up, so no chat of an inactive line exists to follow up in.)
 - a group created without a subject is named by its recipients, comma-separated.
 """
 
@@ -53,6 +60,7 @@ from batcher.sandbox.rules import (
 )
 
 SERVICE = "imessage"
+CAPABILITIES = ("imessage", "send", "receive")
 Json = dict[str, Any]
 
 
@@ -111,7 +119,6 @@ class _Memory:
     messages: dict[str, Json] = field(default_factory=dict)
     answers: dict[tuple[str, str], _Stored] = field(default_factory=dict)
     attachments: dict[str, Attachment] = field(default_factory=dict)
-    senders_seen: dict[str, None] = field(default_factory=dict)
     ledger: list[Json] = field(default_factory=list)
     requests: list[Json] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -132,6 +139,18 @@ def encode(payload: Json) -> bytes:
 def ceil_ms(seconds: float) -> float:
     """Round a wait up to the millisecond, so a client that honours it is never early."""
     return math.ceil(seconds * 1000) / 1000
+
+
+def phone_number(number: str, *, active: bool) -> Json:
+    """One line as ``GET /phone-numbers`` shows it, with ids derived from the number."""
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"chert-sandbox:phone-number:{number}")),
+        "phone_line_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"chert-sandbox:line:{number}")),
+        "phone_number": number,
+        "service": SERVICE,
+        "is_active": active,
+        "capabilities": list(CAPABILITIES),
+    }
 
 
 def _line_handles(recipients: tuple[str, ...]) -> list[Json]:
@@ -202,10 +221,15 @@ class State:
         return Answer(200, encode({"message": message}))
 
     def phone_numbers(self) -> Answer:
-        """``GET /phone-numbers``: configured lines, or else the senders seen so far."""
-        with self._lock:
-            numbers = list(self.config.lines or self._memory.senders_seen)
-        lines = [{"number": number, "service": SERVICE, "status": "active"} for number in numbers]
+        """``GET /phone-numbers``: the configured lines in the documented shape; else 404."""
+        listed = self.config.listed
+        if not listed:
+            raise not_found(
+                "this sandbox accepts any sender line, so it has none to list "
+                "(start it with --lines to have some)"
+            )
+        inactive = set(self.config.inactive)
+        lines = [phone_number(number, active=number not in inactive) for number in listed]
         return Answer(200, encode({"phone_numbers": lines}))
 
     def reserve_attachment(
@@ -320,10 +344,17 @@ class State:
         self._memory.answers[slot] = _Stored(fingerprint, answer)
         return answer
 
+    def _check_line(self, sender: str) -> None:
+        """Refuse a send from a line the tenant does not have, or has but not active."""
+        listed = self.config.listed
+        if listed and sender not in listed:
+            raise ApiError(403, LINE_NOT_OWNED, f"from: {sender} is not this tenant's line")
+        if sender in self.config.inactive:
+            raise ApiError(403, LINE_NOT_OWNED, f"from: the line {sender} is not active")
+
     def _create_chat(self, body: Json, now: float) -> Answer:
         request = parse_create_chat(body, self.is_uploaded)
-        if self.config.lines and request.sender not in self.config.lines:
-            raise ApiError(403, LINE_NOT_OWNED, f"from: {request.sender} is not this tenant's line")
+        self._check_line(request.sender)
         members = (request.sender, frozenset(request.recipients))
         chat_id = self._memory.chat_by_members.get(members)
         first_touch = chat_id is None
@@ -360,7 +391,6 @@ class State:
         chat = Chat(chat_id, request.sender, request.recipients, request.is_group, payload)
         self._memory.chats[chat_id] = chat
         self._memory.chat_by_members[(request.sender, frozenset(request.recipients))] = chat_id
-        self._memory.senders_seen[request.sender] = None
         return chat
 
     def _follow_up(self, chat_id: str, body: Json, now: float) -> Answer:
