@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from typing import Generic, TypeVar
 
-import anyio
+from batcher.clock import SYSTEM_CLOCK, Clock
 
-Clock = Callable[[], float]
 T = TypeVar("T")
 
 
 class RateLimiter:
     """At most `rate` request starts per second, on a virtual schedule; 0 means unlimited."""
 
-    def __init__(self, rate: float, clock: Clock = anyio.current_time) -> None:
+    def __init__(self, rate: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self.interval = 1.0 / rate if rate > 0 and math.isfinite(rate) else 0.0
         self.clock = clock
         self.next_start = -math.inf
@@ -40,28 +38,28 @@ class RateLimiter:
         """Wait for this request's slot on the schedule, and for room in the last second."""
         if not self.interval:
             return
-        now = self.clock()
+        now = self.clock.now()
         # Claim the slot before sleeping: concurrent callers get distinct slots.
         start = max(self.next_start, now)
         self.next_start = start + self.interval
         if start > now:
-            await anyio.sleep(start - now)
+            await self.clock.sleep(start - now)
         while len(self.recent) == self.recent.maxlen:
-            room = self.recent[0] + 1.0 - self.clock()
+            room = self.recent[0] + 1.0 - self.clock.now()
             if room <= 0:
                 break
-            await anyio.sleep(room)
-        self.recent.append(self.clock())
+            await self.clock.sleep(room)
+        self.recent.append(self.clock.now())
 
     def hold(self, seconds: float) -> None:
         """Start nothing for `seconds` (the API said 1007: rate limited)."""
-        self.next_start = max(self.next_start, self.clock() + seconds)
+        self.next_start = max(self.next_start, self.clock.now() + seconds)
 
 
 class LineGate(Generic[T]):
     """One sender line: open, paused until a time, or letting one request through at a time."""
 
-    def __init__(self, clock: Clock = anyio.current_time) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self.paused_until = 0.0
         self.cautious = False
@@ -72,7 +70,7 @@ class LineGate(Generic[T]):
 
     def wait(self) -> float:
         """Seconds until the line may send; 0 now; inf while a probe is out."""
-        paused = self.paused_until - self.clock()
+        paused = self.paused_until - self.clock.now()
         if paused > 0:
             return paused
         return math.inf if self.probing else 0.0
@@ -90,7 +88,7 @@ class LineGate(Generic[T]):
 
     def pause(self, seconds: float) -> None:
         """A capacity answer: wait `seconds`, then resume one request at a time."""
-        self.paused_until = max(self.paused_until, self.clock() + seconds)
+        self.paused_until = max(self.paused_until, self.clock.now() + seconds)
         self.cautious = True
         self.probing = False
 

@@ -14,7 +14,9 @@ from typing import Any
 import anyio
 import httpx
 
+from batcher.caller import Caller, Stopped
 from batcher.client import ChertClient, Credentials, encode, is_loopback
+from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
@@ -31,7 +33,7 @@ from batcher.pipeline import (
 )
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import check_writable, write_results
-from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
+from batcher.sending import SendConfig, Sender, SendResult, Tally
 from batcher.uploading import Uploader
 
 
@@ -124,6 +126,7 @@ def run_file(
     *,
     confirm: Callable[[Preview], bool] = lambda preview: True,
     on_progress: Callable[[Tally], None] = lambda tally: None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> RunReport:
     """The `run` command: everything `validate` does, then send what is not yet settled."""
     check_writable(options.job.output, "results sheet", "--out")
@@ -159,7 +162,7 @@ def run_file(
                 for ref, requests in plan.chats.items()
             }
             work = _Work(chats, records, prepared.media, claims)
-            _send_all(journal, options, target, work, on_progress, report)
+            _send_all(journal, options, target, work, on_progress, report, clock)
             records = _records_after(journal, keys, records)
         elif todo:
             report.cancelled = True
@@ -214,6 +217,7 @@ def _send_all(
     work: _Work,
     on_progress: Callable[[Tally], None],
     report: RunReport,
+    clock: Clock,
 ) -> None:
     """Send, and account for it in the report; a journal that fails stops the run (exit 3)."""
     tallies: list[Tally] = []
@@ -225,7 +229,7 @@ def _send_all(
 
     failures: list[JournalError] = []
     try:
-        result = anyio.run(_send, journal, options, target, work, progress)
+        result = anyio.run(_send, journal, options, target, work, progress, clock)
     except* JournalError as failed:
         # From inside the sender's task groups it comes wrapped, maybe more than once.
         failures.append(_first(failed))
@@ -301,6 +305,7 @@ async def _send(
     target: Target,
     work: _Work,
     on_progress: Callable[[Tally], None],
+    clock: Clock,
 ) -> SendResult:
     config = options.send
     limits = httpx.Limits(
@@ -318,20 +323,24 @@ async def _send(
             )
         )
         client = ChertClient(http, target.base_url, target.credentials)
-        sender = Sender(client, journal, config, on_progress=on_progress)
+        caller = Caller(client, clock, rate=config.rate, retry=config.retry)
+        uploader = None
         if work.media:
             # Media URLs are fetched by a client of their own: it never carries our
             # credentials, and it follows no redirect it has not checked.
             downloads = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=httpx.Timeout(config.timeout), follow_redirects=False)
             )
-            sender.uploader = Uploader(
-                sender,
+            uploader = Uploader(
+                caller,
                 journal,
                 work.media,
                 downloads,
                 allow_loopback=options.job.allow_loopback_media,
             )
+        sender = Sender(
+            caller, journal, config, uploader=uploader, clock=clock, on_progress=on_progress
+        )
         chat_ids = journal.chat_ids()
         if work.claims is None:
             return await sender.send(work.chats, work.records, chat_ids)
