@@ -34,7 +34,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
-from batcher.render import confirmation, plural, run_summary, validate_summary
+from batcher.render import confirmation, plural, run_summary, validate_summary, waiting
 from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
 from batcher.secret import SECRET_VARIABLE, check_secret
@@ -120,6 +120,24 @@ def job_options(command: F) -> F:
             help="Send media files that are hard links (by default refused: a hard link can "
             "bring in a private file from anywhere on the disk).",
         ),
+        click.option(
+            "--line-gap",
+            type=click.FloatRange(min=0),
+            metavar="SECONDS",
+            cls=_Worded,
+            default=None,
+            help="Least time between two new chats on one line (Chert documents 600). "
+            "Default: learned from the API's capacity answers.",
+        ),
+        click.option(
+            "--line-daily",
+            type=click.IntRange(min=1),
+            metavar="N",
+            cls=_Worded,
+            default=None,
+            help="Most new chats per line in any 24 hours (Chert documents 30). "
+            "Default: learned from the API's capacity answers.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -186,6 +204,8 @@ def validate(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    line_gap: float | None,
+    line_daily: int | None,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -206,6 +226,8 @@ def validate(
         allow_duplicates=allow_duplicates,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        line_gap=line_gap,
+        line_daily=line_daily,
     )
     try:
         with _stop_signals_raise():
@@ -273,6 +295,7 @@ class _LiveProgress:
                 ),
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
+                TextColumn("[cyan]{task.fields[waiting]}"),
                 console=Console(stderr=True),
                 transient=False,
             )
@@ -293,7 +316,14 @@ class _LiveProgress:
             self.started = True
         if self.task is None:
             self.task = self.progress.add_task(
-                "send", total=tally.total, sent=0, failed=0, pending=0, rate="", messages=""
+                "send",
+                total=tally.total,
+                sent=0,
+                failed=0,
+                pending=0,
+                rate="",
+                messages="",
+                waiting="",
             )
         speed = self.progress.tasks[0].speed
         self.progress.update(
@@ -305,6 +335,7 @@ class _LiveProgress:
             pending=tally.pending,
             rate=f"{speed:.1f}/s" if speed else "",
             messages=plural(tally.total, "message"),
+            waiting=waiting(tally.waiting),
         )
 
 
@@ -373,6 +404,12 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     help="Longest wait (s) for a line out of capacity; longer defers its new chats.",
 )
 @click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for lines whose next slot is beyond --max-wait, instead of deferring "
+    "their rows: keep running until every row is settled (stop and rerun any time).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
@@ -427,12 +464,15 @@ def run(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    line_gap: float | None,
+    line_daily: int | None,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
     rate: float,
     concurrency: int,
     max_wait: float,
+    wait: bool,
     timeout: float,
     auth: str,
     tenant: str | None,
@@ -469,10 +509,14 @@ def run(
         resend_changed=resend_changed,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        line_gap=line_gap,
+        line_daily=line_daily,
     )
     options = RunOptions(
         job=job,
-        send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
+        send=SendConfig(
+            rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout, wait=wait
+        ),
         journal=journal,
         journal_max_pages=journal_max_pages,
     )

@@ -168,8 +168,10 @@ def read_answer(response: httpx.Response) -> Answer:
     if not isinstance(retryable, bool):
         # Without the envelope: 5xx and 429 are worth another try, the rest are not.
         retryable = response.status_code >= 500 or response.status_code == 429
-    retry_after = max(
-        _seconds(error.get("retry_after")), _seconds(response.headers.get("Retry-After"))
+    # The body's value is exact (fractions included); the header, whole seconds, only
+    # stands in for it when the body names none.
+    retry_after = _seconds(error.get("retry_after")) or _seconds(
+        response.headers.get("Retry-After")
     )
     message = str(error.get("message") or response.reason_phrase or f"HTTP {response.status_code}")
     return Answer(

@@ -42,6 +42,9 @@ class JobOptions:
     allow_hardlinks: bool = False
     # Test-only: media URLs may be plain http to this machine.
     allow_loopback_media: bool = False
+    # First-touch pacing per line: --line-gap seconds apart, --line-daily per 24 hours.
+    line_gap: float | None = None
+    line_daily: int | None = None
 
     @property
     def output(self) -> Path:

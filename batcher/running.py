@@ -22,6 +22,7 @@ from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_fo
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
+from batcher.pacing import LinePace
 from batcher.pipeline import (
     Changed,
     JobOptions,
@@ -161,7 +162,7 @@ def run_file(
                 ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
             }
-            work = _Work(chats, records, prepared.media, claims)
+            work = _Work(chats, records, prepared.media, claims, _first_touches(plan, records))
             _send_all(journal, options, target, work, on_progress, report, clock)
             records = _records_after(journal, keys, records)
         elif todo:
@@ -297,6 +298,8 @@ class _Work:
     records: dict[str, Record]
     media: dict[str, Media]
     claims: Claims | None = None
+    # Per line, the wall times of the first touches already sent (a rerun keeps the caps).
+    history: dict[str, list[float]] = field(default_factory=dict)
 
 
 async def _send(
@@ -339,7 +342,14 @@ async def _send(
                 allow_loopback=options.job.allow_loopback_media,
             )
         sender = Sender(
-            caller, journal, config, uploader=uploader, clock=clock, on_progress=on_progress
+            caller,
+            journal,
+            config,
+            uploader=uploader,
+            clock=clock,
+            pace=LinePace(options.job.line_gap, options.job.line_daily),
+            history=work.history,
+            on_progress=on_progress,
         )
         chat_ids = journal.chat_ids()
         if work.claims is None:
@@ -368,6 +378,20 @@ def _check_target(journal: Journal, target: Target) -> None:
         )
     if not known:
         journal.set_target(target.label)
+
+
+def _first_touches(plan: Plan, records: dict[str, Record]) -> dict[str, list[float]]:
+    """Per line, when the journal's first touches (chats created) went out, in wall time."""
+    history: dict[str, list[float]] = {}
+    for request in plan.requests:
+        record = records.get(request.key)
+        if request.creates_chat and record is not None and record.state is State.SENT:
+            try:
+                when = datetime.fromisoformat(record.sent_at).timestamp()
+            except ValueError:
+                continue  # a journal without the time: nothing to pace by
+            history.setdefault(request.sender, []).append(when)
+    return history
 
 
 def _unsettled(record: Record | None) -> bool:

@@ -13,8 +13,8 @@ import logging
 import math
 import signal
 import threading
-from collections import defaultdict, deque
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -25,7 +25,7 @@ from batcher.caller import STOPPED, Caller, RetryPolicy, Stopped
 from batcher.client import Answer, Unanswered, encode
 from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.journal import Journal, Record, State, body_digest
-from batcher.pacing import LineGate
+from batcher.pacing import UNPACED, LineGate, LinePace
 from batcher.planning import KEY_PREFIX, Request
 from batcher.uploading import Uploader, UploadFailed
 
@@ -45,6 +45,8 @@ class SendConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # After Ctrl-C: how long answers already in flight may take before they are abandoned.
     grace_seconds: float = 5.0
+    # --wait: a slot further away than max_wait is waited for instead of deferred.
+    wait: bool = False
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Tally:
     sent: int = 0
     failed: int = 0
     pending: int = 0
+    # --wait: lines waiting longer than --max-wait, and when (wall time) they send next.
+    waiting: dict[str, float] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -107,6 +111,8 @@ class Sender:
         *,
         uploader: Uploader | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        pace: LinePace = UNPACED,
+        history: Mapping[str, Sequence[float]] | None = None,
         on_progress: Callable[[Tally], None] = lambda tally: None,
     ) -> None:
         self.caller = caller
@@ -115,7 +121,10 @@ class Sender:
         self.uploader = uploader
         self.clock = clock
         self.on_progress = on_progress
-        self.gates: dict[str, LineGate[_Chat]] = defaultdict(lambda: LineGate(clock))
+        self.pace = pace
+        # Wall times of the first touches each line already made (from the journal).
+        self.history = history or {}
+        self.gates: dict[str, LineGate[_Chat]] = {}
         self.tally = Tally()
         self.result = SendResult()
         self._records: dict[str, Record] = {}
@@ -214,19 +223,30 @@ class Sender:
         self._more.set()
         self._more = anyio.Event()
 
-    async def _wake(self, gate: LineGate[_Chat], delay: float) -> None:
-        await self.clock.sleep(delay)
-        gate.waking = False
+    def _gate(self, line: str) -> LineGate[_Chat]:
+        gate = self.gates.get(line)
+        if gate is None:
+            # The journal's wall times, on the clock's monotonic time line.
+            offset = self.clock.now() - self.clock.wall()
+            history = [when + offset for when in self.history.get(line, ())]
+            gate = self.gates[line] = LineGate(self.pace, history)
+        return gate
+
+    async def _wake(self, gate: LineGate[_Chat], at: float) -> None:
+        await self.clock.sleep(at - self.clock.now())
+        if gate.wake_at == at:
+            gate.wake_at = math.inf
         self._offer(gate.unpark())
 
-    def _park(self, gate: LineGate[_Chat], chat: _Chat, wait: float) -> None:
+    def _park(self, gate: LineGate[_Chat], chat: _Chat, at: float) -> None:
         gate.park(chat)
-        if wait != math.inf and not gate.waking:
-            gate.waking = True
-            self._group.start_soon(self._wake, gate, wait)
+        if at < gate.wake_at:
+            gate.wake_at = at
+            self._group.start_soon(self._wake, gate, at)
 
     async def _advance(self, chat: _Chat) -> bool:
         """Send a chat's requests in order; False when it was parked to go on later."""
+        refusal: Answer | None = None  # the 4002 this request last had, if any
         while chat.position < len(chat.requests):
             request = chat.requests[chat.position]
             record = self._records.get(request.key)
@@ -239,20 +259,25 @@ class Sender:
             if not request.creates_chat and not chat.chat_id:
                 self._blocked(chat)
                 return True
-            gate = self.gates[request.sender]
-            if request.creates_chat and gate.deferred_until:
-                self._settle(request, State.PENDING, _deferred(gate.deferred_until))
-                self._blocked(chat, after=1)
-                return True
-            wait = gate.wait()
-            if wait > 0:
-                self._park(gate, chat, wait)
+            line = request.sender
+            gate = self._gate(line)
+            now = self.clock.now()
+            at = gate.next_first(now) if request.creates_chat else gate.next_follow_up()
+            if at > now:
+                if at - now > self.config.max_wait and at != math.inf:
+                    if not self.config.wait:
+                        self._defer(request, at - now, refusal)
+                        self._blocked(chat, after=1)
+                        return True
+                    self._waiting(line, at - now)
+                self._park(gate, chat, at)
                 return False
-            gate.begin()
+            started = gate.begin_first(now) if request.creates_chat else now
+            self.tally.waiting.pop(line, None)
             try:
                 result = await self._deliver(request, chat.chat_id)
             except UploadFailed as failed:
-                self._offer(gate.end(ok=False))
+                self._end(gate, request, started, counted=False)
                 state = State.FAILED if failed.final else State.PENDING
                 self._settle(request, state, failed.reason)
                 self._blocked(chat, after=1, failed=state is State.FAILED)
@@ -260,13 +285,17 @@ class Sender:
             verdict = classify(result)
             if verdict.kind is Kind.CAPACITY:
                 assert isinstance(result, Answer)
-                if self._capacity(gate, request, result, verdict.wait):
-                    self._park(gate, chat, gate.wait())
-                    return False
-                self._offer(gate.end(ok=False))
-                self._blocked(chat, after=1)
-                return True
-            self._offer(gate.end(ok=verdict.kind is Kind.SENT))
+                refusal = result
+                log.info(
+                    "line %s is at capacity: waiting %.3f s",
+                    line or "(existing chats)",
+                    verdict.wait,
+                )
+                self._end(gate, request, started, counted=False, retry_after=verdict.wait)
+                continue  # this request again, when the line is free
+            # An answer that never came may have been counted: it keeps its slot.
+            self._end(gate, request, started, counted=verdict.kind is not Kind.REFUSED)
+            refusal = None
             chat_id = self._record(request, result)
             if request.creates_chat and not chat_id:
                 # The rows waiting on a chat that was refused for good fail with it.
@@ -276,19 +305,36 @@ class Sender:
             chat.position += 1
         return True
 
-    def _capacity(
-        self, gate: LineGate[_Chat], request: Request, answer: Answer, retry_after: float
-    ) -> bool:
-        """A 4002: pause the line and return True, or defer its new chats past --max-wait."""
-        wait = max(retry_after, 1.0)
-        if wait <= self.config.max_wait:
-            log.info("line %s is at capacity: waiting %.0f s", request.sender, wait)
-            gate.pause(wait)
-            return True
-        gate.deferred_until = self.clock.wall() + wait
-        self.result.deferred[request.sender] = datetime.fromtimestamp(gate.deferred_until, UTC)
-        self._settle(request, State.PENDING, _deferred(gate.deferred_until), answer)
-        return False
+    def _end(
+        self,
+        gate: LineGate[_Chat],
+        request: Request,
+        started: float,
+        *,
+        counted: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        """A request on the line came back: free its slot, learn from a 4002, offer work."""
+        offered = gate.end_first(started, counted=counted) if request.creates_chat else []
+        if retry_after is not None:
+            gate.capacity(self.clock.now(), retry_after, first_touch=request.creates_chat)
+        self._offer(offered)
+
+    def _defer(self, request: Request, wait: float, refusal: Answer | None) -> None:
+        """A slot beyond --max-wait (without --wait): the request ends pending until then."""
+        until = self.clock.wall() + wait
+        known = self.result.deferred.get(request.sender)
+        if known is None or until < known.timestamp():
+            self.result.deferred[request.sender] = datetime.fromtimestamp(until, UTC)
+        self._settle(request, State.PENDING, _deferred(until), refusal)
+
+    def _waiting(self, line: str, wait: float) -> None:
+        """--wait: say what the run waits for, once per line and slot."""
+        at = self.clock.wall() + wait
+        if self.tally.waiting.get(line) != at:
+            self.tally.waiting[line] = at
+            log.info("line %s: next first touch at %s", line, _local_time(at))
+            self.on_progress(self.tally)
 
     def _blocked(self, chat: _Chat, after: int = 0, *, failed: bool = False) -> None:
         """The chat cannot go on: its remaining requests wait, or fail with its creation."""
@@ -366,6 +412,10 @@ class Sender:
 
 def _state(record: Record | None) -> State | None:
     return record.state if record else None
+
+
+def _local_time(wall: float) -> str:
+    return datetime.fromtimestamp(wall).strftime("%H:%M:%S")
 
 
 def _deferred(until: float) -> str:

@@ -66,3 +66,21 @@ def test_without_an_envelope_5xx_and_429_are_worth_another_try(
 ) -> None:
     """A bare status (a proxy's error page) is judged by its status alone."""
     assert classify(read_answer(httpx.Response(status, text="<html>busy</html>"))) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "expected"),
+    [
+        (0.25, "1", 0.25),  # the body's fraction wins over the whole-second header
+        (1.5, "2", 1.5),
+        (None, "3", 3.0),  # the header alone is used when the body names nothing
+        (0.001, None, 0.001),
+    ],
+)
+def test_retry_after_the_body_wins(body: float | None, header: str | None, expected: float) -> None:
+    """retry_after is taken exactly from the envelope; the header only stands in for it."""
+    headers = {"Retry-After": header} if header else {}
+    response = httpx.Response(
+        429, json=envelope(429, 4002, retryable=True, retry_after=body), headers=headers
+    )
+    assert classify(read_answer(response)) == Verdict(Kind.CAPACITY, expected)

@@ -158,6 +158,8 @@ SHARED_VALUES: dict[str, list[str]] = {
     "--allow-hardlinks": [],
     "--journal": ["{tmp}/checked.journal.sqlite"],
     "--allow-loopback-media": [],
+    "--line-gap": ["600.5"],
+    "--line-daily": ["30"],
 }
 
 
