@@ -79,6 +79,9 @@ _SIGNAL_NAMES = {
     signal.SIGINT: "interrupted (Ctrl-C)",
     signal.SIGTERM: "terminated (SIGTERM)",
 }
+if hasattr(signal, "SIGHUP"):
+    _SIGNAL_NAMES[signal.SIGHUP] = "hung up (SIGHUP: the terminal closed)"
+_SIGNALS = tuple(_SIGNAL_NAMES)
 
 
 # Answers that settle a request as failed: trying again cannot change them.
@@ -172,12 +175,21 @@ class Sender:
     async def _watch_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach only the main thread; an embedding program handles them
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self.stopping:
-                    self._group.cancel_scope.cancel()  # a second Ctrl-C: stop waiting now
-                    return
-                self.stop(Stopped(_SIGNAL_NAMES.get(signum, "stopped by a signal")))
+        # anyio's receiver, closing, resets each signal to SIG_DFL (asyncio's
+        # remove_signal_handler does): put back what was there, or a signal after
+        # sending (while the results are written) would kill the process outright.
+        found = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+        try:
+            with anyio.open_signal_receiver(*_SIGNALS) as signals:
+                async for signum in signals:
+                    if self.stopping:
+                        self._group.cancel_scope.cancel()  # a second Ctrl-C: stop waiting now
+                        return
+                    self.stop(Stopped(_SIGNAL_NAMES.get(signum, "stopped by a signal")))
+        finally:
+            for signum, handler in found.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
 
     def stop(self, why: Stopped) -> None:
         """Start nothing new; give answers in flight a few seconds, then cancel."""
