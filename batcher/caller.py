@@ -22,13 +22,16 @@ import anyio
 from tenacity import AsyncRetrying, RetryCallState
 
 from batcher.answers import Kind, classify, describe
-from batcher.client import Answer, ChertClient, Unanswered
+from batcher.client import CONNECT_FAILED, Answer, ChertClient, Unanswered
 from batcher.clock import Clock
 from batcher.pacing import RateLimiter
 
 log = logging.getLogger("batcher.sending")
 
 Call = Callable[[], Awaitable[Answer | Unanswered]]
+
+# A run whose first requests all fail to connect stops after this many, none answered.
+CONNECT_FAILURES_TO_STOP = 4
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class Caller:
         self.stop_requested = anyio.Event()
         self.in_flight = 0
         self.idle = anyio.Event()
+        self.answered = 0
+        self.connect_failures = 0
 
     @property
     def stopping(self) -> bool:
@@ -174,7 +179,21 @@ class Caller:
     def _heed(self, result: Answer | Unanswered) -> None:
         """What a single answer means for the whole run: rate held, stop, or no way through."""
         if isinstance(result, Unanswered):
+            if result.reason.startswith(CONNECT_FAILED) and not self.answered:
+                self.connect_failures += 1
+                if self.connect_failures >= CONNECT_FAILURES_TO_STOP:
+                    self.stop(
+                        Stopped(
+                            result.reason.replace(
+                                CONNECT_FAILED, f"{CONNECT_FAILED} to {self.client.base_url}", 1
+                            )
+                            + ", and no request of this run got an answer. "
+                            "Check the base URL and the network",
+                            at_once=True,
+                        )
+                    )
             return
+        self.answered += 1
         verdict = classify(result)
         if verdict.kind is Kind.STOP:
             self.stop(Stopped(result.message, result.code, at_once=True))
