@@ -68,13 +68,15 @@ class LinePace:
 
 UNPACED = LinePace()
 DAY_SECONDS = 86_400.0
+# First touches a line sends one at a time before it may send them concurrently.
+PROBES = 2
 # A gap learned from a refusal longer than this is a daily cap, not a gap: not learned.
 MAX_LEARNED_GAP = 3600.0
 
 
 def margin(gap: float) -> float:
     """What a learned gap gets on top, so that the next first touch is not a hair early."""
-    return 0.005 + gap * 0.01
+    return 0.02 + gap * 0.01
 
 
 def learned_gap(free_at: float, last_touch: float | None) -> float | None:
@@ -102,7 +104,10 @@ class LineGate(Generic[T]):
         self.learned = 0.0
         # Starts of the first touches accepted (or perhaps accepted), oldest first.
         self.touches: deque[float] = deque(sorted(history))
-        self.serial = pace.gap is not None or pace.daily is not None
+        # Paced lines, and any line until it had PROBES first touches without a refusal,
+        # send first touches one at a time: a line with a gap is not sent a burst.
+        self.paced = pace.gap is not None or pace.daily is not None
+        self.counted = 0
         self.out = 0  # first touches in flight
         self.first_paused_until = -math.inf
         self.follow_paused_until = -math.inf
@@ -110,10 +115,15 @@ class LineGate(Generic[T]):
         self.wake_at = math.inf  # a timer will offer the parked work again then
 
     @property
+    def serial(self) -> bool:
+        """Whether first touches go strictly one at a time on this line."""
+        return self.paced or self.counted < PROBES
+
+    @property
     def spacing(self) -> float:
-        """The least time between two first touches on this line."""
-        learned = self.learned + margin(self.learned) if self.learned else 0.0
-        return max(self.gap, learned)
+        """The least time between two first touches on this line, with a margin if any."""
+        gap = max(self.gap, self.learned)
+        return gap + margin(gap) if gap else 0.0
 
     def next_first(self, now: float) -> float:
         """When the next first touch may go; inf while one is out on a paced line."""
@@ -142,7 +152,9 @@ class LineGate(Generic[T]):
     def end_first(self, started: float, *, counted: bool) -> list[T]:
         """A first touch came back; `counted` unless the API surely did not count it."""
         self.out -= 1
-        if not counted:
+        if counted:
+            self.counted += 1
+        else:
             self.touches.remove(started)
         return self.unpark()
 
@@ -152,7 +164,7 @@ class LineGate(Generic[T]):
         if not first_touch:
             self.follow_paused_until = max(self.follow_paused_until, free_at)
             return
-        self.serial = True
+        self.paced = True
         self.first_paused_until = max(self.first_paused_until, free_at)
         gap = learned_gap(free_at, self.touches[-1] if self.touches else None)
         if gap is not None:

@@ -21,7 +21,7 @@ import pytest
 from batcher.caller import Caller, RetryPolicy
 from batcher.client import ChertClient, Credentials
 from batcher.journal import Journal
-from batcher.pacing import UNPACED, LineGate, LinePace, learned_gap
+from batcher.pacing import UNPACED, LineGate, LinePace, learned_gap, margin
 from batcher.pipeline import JobOptions, prepare
 from batcher.render import waiting
 from batcher.sandbox import SandboxConfig, running_sandbox
@@ -128,7 +128,7 @@ def test_fractional_retry_after_is_waited_exactly(tmp_path: Path) -> None:
     assert sent.refusals() == 1
     times = sent.accepted()
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(0.25 <= gap < 0.27 for gap in gaps), gaps
+    assert all(0.25 <= gap < 0.28 for gap in gaps), gaps
 
 
 def test_the_learned_gap_costs_one_refusal(tmp_path: Path) -> None:
@@ -142,10 +142,10 @@ def test_the_learned_gap_costs_one_refusal(tmp_path: Path) -> None:
 
 
 def test_no_herd_after_a_success(tmp_path: Path) -> None:
-    """After the first burst is refused, the parked chats go one per gap, not all at once."""
+    """Eight workers, six chats on one line: one refusal, then one chat per gap, never a burst."""
     sent = send_fake(tmp_path, first_touches(6), SandboxConfig(line_gap=10), concurrency=8)
     assert sent.tally.sent == 6
-    assert sent.refusals() == 5  # the first burst only: 6 raced for one slot
+    assert sent.refusals() == 1  # a line sends no burst before it knows it may
     times = sent.accepted()
     assert all(b - a >= 10 for a, b in itertools.pairwise(times)), times
 
@@ -156,7 +156,7 @@ def test_line_gap_paces_before_any_refusal(tmp_path: Path) -> None:
     sent = send_fake(tmp_path, rows, SandboxConfig(line_gap=0.25), pace=LinePace(gap=0.25))
     assert sent.tally.sent == 12
     assert sent.refusals() == 0
-    assert max(sent.accepted()) <= 3 * 0.25 + 0.01
+    assert max(sent.accepted()) <= 3 * 0.25 * 1.1
 
 
 def test_line_daily_defers_past_the_cap_and_counts_the_journal(tmp_path: Path) -> None:
@@ -259,5 +259,5 @@ def test_a_4002_on_a_follow_up_pauses_only_follow_ups() -> None:
     assert gate.next_first(100.0) == -math.inf
     started = gate.begin_first(100.0)
     gate.end_first(started, counted=True)
-    assert gate.next_first(100.0) == 700.0
+    assert gate.next_first(100.0) == 700.0 + margin(600.0)
     assert gate.next_follow_up() == 102.5
