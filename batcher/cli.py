@@ -34,7 +34,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
-from batcher.render import confirmation, plural, run_summary, validate_summary
+from batcher.render import confirmation, plural, run_summary, validate_summary, waiting
 from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
 from batcher.secret import SECRET_VARIABLE, check_secret
@@ -125,16 +125,20 @@ def job_options(command: F) -> F:
             type=click.FloatRange(min=0),
             metavar="SECONDS",
             cls=_Worded,
-            help="Least seconds between two new chats of one line, for the per-line "
-            "plan's finish times.  [default: Chert's documented 600]",
+            default=None,
+            help="Least seconds between two new chats of one line (Chert documents 600). "
+            "run paces each line by it; not given, run learns the gap from the API's "
+            "capacity answers and the plan's finish times assume 600.",
         ),
         click.option(
             "--line-daily",
             type=click.IntRange(min=1),
             metavar="N",
             cls=_Worded,
-            help="Most new chats of one line in any 24 hours, for the per-line plan's "
-            "finish times.  [default: Chert's documented 30]",
+            default=None,
+            help="Most new chats of one line in any 24 hours (Chert documents 30). "
+            "run paces each line by it; not given, run learns it from the API and the "
+            "plan's finish times assume 30.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
@@ -301,6 +305,7 @@ class _LiveProgress:
                 ),
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
+                TextColumn("[cyan]{task.fields[waiting]}"),
                 console=Console(stderr=True),
                 transient=False,
             )
@@ -321,7 +326,14 @@ class _LiveProgress:
             self.started = True
         if self.task is None:
             self.task = self.progress.add_task(
-                "send", total=tally.total, sent=0, failed=0, pending=0, rate="", messages=""
+                "send",
+                total=tally.total,
+                sent=0,
+                failed=0,
+                pending=0,
+                rate="",
+                messages="",
+                waiting="",
             )
         speed = self.progress.tasks[0].speed
         self.progress.update(
@@ -333,6 +345,7 @@ class _LiveProgress:
             pending=tally.pending,
             rate=f"{speed:.1f}/s" if speed else "",
             messages=plural(tally.total, "message"),
+            waiting=waiting(tally.waiting),
         )
 
 
@@ -401,6 +414,12 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     help="Longest wait (s) for a line out of capacity; longer defers its new chats.",
 )
 @click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait for lines whose next slot is beyond --max-wait, instead of deferring "
+    "their rows: keep running until every row is settled (stop and rerun any time).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
@@ -463,6 +482,7 @@ def run(
     rate: float,
     concurrency: int,
     max_wait: float,
+    wait: bool,
     timeout: float,
     auth: str,
     tenant: str | None,
@@ -504,7 +524,9 @@ def run(
     )
     options = RunOptions(
         job=job,
-        send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
+        send=SendConfig(
+            rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout, wait=wait
+        ),
         journal=journal,
         journal_max_pages=journal_max_pages,
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +30,8 @@ AuthMode = Literal["bearer", "hmac"]
 FATAL_CODES = frozenset({2004, 2013})
 RATE_LIMITED = 1007
 CAPACITY = 4002
+# How an Unanswered says that no connection could be made at all.
+CONNECT_FAILED = "could not connect"
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ class ChertClient:
             response = await self.http.post(self.base_url + path, content=body, headers=headers)
         except httpx.TimeoutException:
             return Unanswered("no answer before the timeout")
+        except httpx.ConnectError as exc:
+            # Refused, DNS or TLS: the message names the cause (never a header value).
+            return Unanswered(f"{CONNECT_FAILED} ({_cause(exc)})")
         except httpx.TransportError as exc:
             return Unanswered(f"connection failed ({type(exc).__name__})")
         return read_answer(response)
@@ -179,8 +186,10 @@ def read_answer(response: httpx.Response) -> Answer:
     if not isinstance(retryable, bool):
         # Without the envelope: 5xx and 429 are worth another try, the rest are not.
         retryable = response.status_code >= 500 or response.status_code == 429
-    retry_after = max(
-        _seconds(error.get("retry_after")), _seconds(response.headers.get("Retry-After"))
+    # The body's value is exact (fractions included); the header, whole seconds, only
+    # stands in for it when the body names none.
+    retry_after = _seconds(error.get("retry_after")) or _seconds(
+        response.headers.get("Retry-After")
     )
     message = str(error.get("message") or response.reason_phrase or f"HTTP {response.status_code}")
     return Answer(
@@ -192,6 +201,21 @@ def read_answer(response: httpx.Response) -> Answer:
         retryable=retryable,
         retry_after=retry_after,
     )
+
+
+def _cause(exc: httpx.ConnectError) -> str:
+    """Why a connection failed, in words: refused, a DNS lookup, TLS, or what the OS said."""
+    cause: BaseException = exc
+    while (inner := cause.__cause__ or cause.__context__) is not None:
+        cause = inner
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused: nothing listens there"
+    if isinstance(cause, socket.gaierror):
+        return f"the host name could not be looked up: {cause.strerror or cause}"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failed: {cause.reason or cause}"
+    text = str(cause) or str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
 
 
 def _int(value: object) -> int:

@@ -45,7 +45,8 @@ class JobOptions:
     # Test-only: media URLs may be plain http to this machine.
     allow_loopback_media: bool = False
     # A line's first touches: at least this many seconds apart, at most this many a day
-    # (--line-gap / --line-daily); None: Chert's documented figure, for the plan's estimate.
+    # (--line-gap / --line-daily). run paces by them; None: learned from the API, and
+    # Chert's documented figure for the plan's estimate.
     line_gap: float | None = None
     line_daily: int | None = None
 

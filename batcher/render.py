@@ -10,6 +10,7 @@ import math
 import shlex
 import textwrap
 from collections.abc import Sequence
+from datetime import datetime
 
 from batcher.lineplan import LinePlan, Pace
 from batcher.model import Status
@@ -169,6 +170,14 @@ def _stop_advice(stopped: Stopped) -> str:
             "clock: HMAC signatures must be within 5 minutes of Chert's."
         )
     return stopped.reason
+
+
+def waiting(lines: dict[str, float]) -> str:
+    """What a `run --wait` waits for: "line +1415...: next first touch at 14:20"."""
+    return "; ".join(
+        f"line {line}: next first touch at {datetime.fromtimestamp(at).strftime('%H:%M')}"
+        for line, at in sorted(lines.items(), key=lambda item: item[1])
+    )
 
 
 def confirmation(preview: Preview, target: str, rate: float) -> str:

@@ -15,13 +15,16 @@ from typing import Any
 import anyio
 import httpx
 
+from batcher.caller import Caller, Stopped
 from batcher.client import ChertClient, Credentials, encode, is_loopback
+from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.lineplan import LinePlan, Pace, line_plans
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
+from batcher.pacing import LinePace
 from batcher.pipeline import (
     Changed,
     JobOptions,
@@ -34,7 +37,7 @@ from batcher.pipeline import (
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.results import check_writable, write_results
 from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
-from batcher.sending import SendConfig, Sender, SendResult, Stopped, Tally
+from batcher.sending import SendConfig, Sender, SendResult, Tally
 from batcher.uploading import Uploader
 
 log = logging.getLogger("batcher.running")
@@ -144,6 +147,7 @@ def run_file(
     *,
     confirm: Callable[[Preview], bool] = lambda preview: True,
     on_progress: Callable[[Tally], None] = lambda tally: None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> RunReport:
     """The `run` command: everything `validate` does, then send what is not yet settled."""
     check_writable(options.job.output, "results sheet", "--out")
@@ -182,8 +186,8 @@ def run_file(
                 ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
             }
-            work = _Work(chats, records, prepared.media, claims)
-            _send_all(journal, options, target, work, on_progress, report)
+            work = _Work(chats, records, prepared.media, claims, _first_touches(plan, records))
+            _send_all(journal, options, target, work, on_progress, report, clock)
             records = _records_after(journal, keys, records)
         elif todo:
             report.cancelled = True
@@ -271,6 +275,7 @@ def _send_all(
     work: _Work,
     on_progress: Callable[[Tally], None],
     report: RunReport,
+    clock: Clock,
 ) -> None:
     """Send, and account for it in the report; a journal that fails stops the run (exit 3)."""
     tallies: list[Tally] = []
@@ -282,7 +287,7 @@ def _send_all(
 
     failures: list[JournalError] = []
     try:
-        result = anyio.run(_send, journal, options, target, work, progress)
+        result = anyio.run(_send, journal, options, target, work, progress, clock)
     except* JournalError as failed:
         # From inside the sender's task groups it comes wrapped, maybe more than once.
         failures.append(_first(failed))
@@ -350,6 +355,8 @@ class _Work:
     records: dict[str, Record]
     media: dict[str, Media]
     claims: Claims | None = None
+    # Per line, the wall times of the first touches already sent (a rerun keeps the caps).
+    history: dict[str, list[float]] = field(default_factory=dict)
 
 
 async def _send(
@@ -358,6 +365,7 @@ async def _send(
     target: Target,
     work: _Work,
     on_progress: Callable[[Tally], None],
+    clock: Clock,
 ) -> SendResult:
     config = options.send
     limits = httpx.Limits(
@@ -375,20 +383,31 @@ async def _send(
             )
         )
         client = ChertClient(http, target.base_url, target.credentials)
-        sender = Sender(client, journal, config, on_progress=on_progress)
+        caller = Caller(client, clock, rate=config.rate, retry=config.retry)
+        uploader = None
         if work.media:
             # Media URLs are fetched by a client of their own: it never carries our
             # credentials, and it follows no redirect it has not checked.
             downloads = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=httpx.Timeout(config.timeout), follow_redirects=False)
             )
-            sender.uploader = Uploader(
-                sender,
+            uploader = Uploader(
+                caller,
                 journal,
                 work.media,
                 downloads,
                 allow_loopback=options.job.allow_loopback_media,
             )
+        sender = Sender(
+            caller,
+            journal,
+            config,
+            uploader=uploader,
+            clock=clock,
+            pace=LinePace(options.job.line_gap, options.job.line_daily),
+            history=work.history,
+            on_progress=on_progress,
+        )
         chat_ids = journal.chat_ids()
         if work.claims is None:
             return await sender.send(work.chats, work.records, chat_ids)
@@ -416,6 +435,20 @@ def _check_target(journal: Journal, target: Target) -> None:
         )
     if not known:
         journal.set_target(target.label)
+
+
+def _first_touches(plan: Plan, records: dict[str, Record]) -> dict[str, list[float]]:
+    """Per line, when the journal's first touches (chats created) went out, in wall time."""
+    history: dict[str, list[float]] = {}
+    for request in plan.requests:
+        record = records.get(request.key)
+        if request.creates_chat and record is not None and record.state is State.SENT:
+            try:
+                when = datetime.fromisoformat(record.sent_at).timestamp()
+            except ValueError:
+                continue  # a journal without the time: nothing to pace by
+            history.setdefault(request.sender, []).append(when)
+    return history
 
 
 def _unsettled(record: Record | None) -> bool:

@@ -1,13 +1,10 @@
 """Sending: every planned request exactly once, concurrently, paced, journaled and resumable.
 
-Chats go in parallel, the requests of one chat strictly in sheet order (a
-follow-up waits for its chat's creation). At most `concurrency` requests are
-in flight, and they start on the rate limiter's schedule. Each sender line has
-a gate that capacity answers (4002) close without stalling the other lines.
-
-Retries (stamina: exponential backoff with jitter, bounded by attempts and by
-time) happen only where safe and useful: no answer at all, 5xx, 1007 / 429 and
-anything `retryable`; always the same key and the same bytes, signed afresh.
+The sender only schedules. Chats go in parallel, the requests of one chat
+strictly in sheet order (a follow-up waits for its chat's creation). At most
+`concurrency` workers make calls, through the run's `Caller` (rate limit,
+retries, stop signal). Each sender line has a gate that capacity answers
+(4002) close without stalling the other lines.
 """
 
 from __future__ import annotations
@@ -16,40 +13,25 @@ import logging
 import math
 import signal
 import threading
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import anyio
-import stamina
 
-from batcher.client import (
-    CAPACITY,
-    FATAL_CODES,
-    RATE_LIMITED,
-    Answer,
-    ChertClient,
-    Unanswered,
-    encode,
-)
+from batcher.answers import Kind, classify, describe
+from batcher.caller import STOPPED, Caller, RetryPolicy, Stopped
+from batcher.client import Answer, Unanswered, encode
+from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.journal import Journal, Record, State, body_digest
-from batcher.pacing import LineGate, RateLimiter
+from batcher.pacing import UNPACED, LineGate, LinePace
 from batcher.planning import KEY_PREFIX, Request
 from batcher.uploading import Uploader, UploadFailed
 
 log = logging.getLogger("batcher.sending")
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try one request: attempts and total time, backoff between them."""
-
-    attempts: int = 8
-    total_seconds: float = 300.0
-    wait_initial: float = 0.5
-    wait_max: float = 30.0
-    wait_jitter: float = 1.0
+__all__ = ["RetryPolicy", "SendConfig", "SendResult", "Sender", "Stopped", "Tally"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +45,8 @@ class SendConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # After Ctrl-C: how long answers already in flight may take before they are abandoned.
     grace_seconds: float = 5.0
+    # --wait: a slot further away than max_wait is waited for instead of deferred.
+    wait: bool = False
 
 
 @dataclass
@@ -73,19 +57,13 @@ class Tally:
     sent: int = 0
     failed: int = 0
     pending: int = 0
+    # --wait: lines waiting longer than --max-wait, and when (wall time) they send next.
+    waiting: dict[str, float] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
         """Requests that got a final word in this run."""
         return self.sent + self.failed + self.pending
-
-
-@dataclass(frozen=True)
-class Stopped:
-    """Why a run stopped before the end: interrupted, or credentials / clock refused."""
-
-    reason: str
-    code: int = 0
 
 
 @dataclass
@@ -101,40 +79,13 @@ _SIGNAL_NAMES = {
     signal.SIGINT: "interrupted (Ctrl-C)",
     signal.SIGTERM: "terminated (SIGTERM)",
 }
+if hasattr(signal, "SIGHUP"):
+    _SIGNAL_NAMES[signal.SIGHUP] = "hung up (SIGHUP: the terminal closed)"
+_SIGNALS = tuple(_SIGNAL_NAMES)
 
 
-_STOPPED = Unanswered("stopped before this attempt")
-
-
-class _Retry(Exception):
-    """An attempt that deserves another: no answer, 5xx, rate limited or retryable."""
-
-    def __init__(self, result: Answer | Unanswered, wait: float = 0.0) -> None:
-        super().__init__(_describe(result))
-        self.result = result
-        self.wait = wait
-
-
-class _Fatal(Exception):
-    """Credentials or clock refused: every other request would fail the same way."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(answer.message)
-        self.answer = answer
-
-
-def _describe(result: Answer | Unanswered) -> str:
-    if isinstance(result, Unanswered):
-        return result.reason
-    code = f" {result.code}" if result.code else ""
-    return f"HTTP {result.status}{code}: {result.message}"
-
-
-def _backoff(exc: Exception) -> bool | float:
-    """stamina's hook: retry only _Retry, waiting what the API asked for when it asked."""
-    if isinstance(exc, _Retry):
-        return exc.wait if exc.wait > 0 else True
-    return False
+# Answers that settle a request as failed: trying again cannot change them.
+_FINAL = frozenset({Kind.REFUSED, Kind.STOP})
 
 
 @dataclass(slots=True)
@@ -157,31 +108,39 @@ class Sender:
 
     def __init__(
         self,
-        client: ChertClient,
+        caller: Caller,
         journal: Journal,
         config: SendConfig,
         *,
+        uploader: Uploader | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        pace: LinePace = UNPACED,
+        history: Mapping[str, Sequence[float]] | None = None,
         on_progress: Callable[[Tally], None] = lambda tally: None,
     ) -> None:
-        self.client = client
+        self.caller = caller
         self.journal = journal
         self.config = config
+        self.uploader = uploader
+        self.clock = clock
         self.on_progress = on_progress
-        self.uploader: Uploader | None = None
-        stamina.instrumentation.set_on_retry_hooks([_log_retry])
-        self.limiter = RateLimiter(config.rate)
-        self.gates: dict[str, LineGate[_Chat]] = defaultdict(LineGate)
+        self.pace = pace
+        # Wall times of the first touches each line already made (from the journal).
+        self.history = history or {}
+        self.gates: dict[str, LineGate[_Chat]] = {}
         self.tally = Tally()
         self.result = SendResult()
-        self.stopping = False
-        self.in_flight = 0
-        self._idle = anyio.Event()
         self._records: dict[str, Record] = {}
         self._open = 0
         # Chats ready to be worked on. A plain deque: taking the next chat must not
         # cost an event-loop turn, which a memory stream's receive does.
         self._ready: deque[_Chat] = deque()
         self._more = anyio.Event()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the run is stopping: no new request starts."""
+        return self.caller.stopping
 
     async def send(
         self,
@@ -204,39 +163,53 @@ class Sender:
         async with anyio.create_task_group() as group:
             self._group = group
             group.start_soon(self._watch_signals)
+            group.start_soon(self._stop_when_asked)
             async with anyio.create_task_group() as workers:
                 for _ in range(self.config.concurrency):
                     workers.start_soon(self._worker)
             group.cancel_scope.cancel()
+        self.result.stopped = self.caller.stopped
         self.result.sent = self.tally.sent
         return self.result
 
     async def _watch_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach only the main thread; an embedding program handles them
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                if self.stopping:
-                    self._group.cancel_scope.cancel()  # a second Ctrl-C: stop waiting now
-                    return
-                self.stop(Stopped(_SIGNAL_NAMES.get(signum, "stopped by a signal")))
+        # anyio's receiver, closing, resets each signal to SIG_DFL (asyncio's
+        # remove_signal_handler does): put back what was there, or a signal after
+        # sending (while the results are written) would kill the process outright.
+        found = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+        try:
+            with anyio.open_signal_receiver(*_SIGNALS) as signals:
+                async for signum in signals:
+                    if self.stopping:
+                        self._group.cancel_scope.cancel()  # a second Ctrl-C: stop waiting now
+                        return
+                    self.stop(Stopped(_SIGNAL_NAMES.get(signum, "stopped by a signal")))
+        finally:
+            for signum, handler in found.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
 
     def stop(self, why: Stopped) -> None:
         """Start nothing new; give answers in flight a few seconds, then cancel."""
-        if self.result.stopped is None or why.code:
-            self.result.stopped = why
-        if self.stopping:
-            return
-        self.stopping = True
-        log.info("stopping: %s", why.reason)
-        grace = 0.0 if why.code else self.config.grace_seconds
-        self._group.start_soon(self._cancel_when_idle, grace)
+        self.caller.stop(why)
 
-    async def _cancel_when_idle(self, grace: float) -> None:
-        with anyio.move_on_after(grace):
-            while self.in_flight:
-                await self._idle.wait()
-                self._idle = anyio.Event()
+    async def _stop_when_asked(self) -> None:
+        """Once a stop is asked for: let answers in flight come back (briefly), then cancel."""
+        await self.caller.stop_requested.wait()
+        stopped = self.caller.stopped
+        grace = 0.0 if stopped is None or stopped.at_once else self.config.grace_seconds
+        async with anyio.create_task_group() as waiting:
+
+            async def give_up() -> None:
+                await self.clock.sleep(grace)
+                waiting.cancel_scope.cancel()
+
+            waiting.start_soon(give_up)
+            while self.caller.in_flight:
+                await self.caller.idle.wait()
+            waiting.cancel_scope.cancel()
         self._group.cancel_scope.cancel()
 
     async def _worker(self) -> None:
@@ -262,19 +235,30 @@ class Sender:
         self._more.set()
         self._more = anyio.Event()
 
-    async def _wake(self, gate: LineGate[_Chat], delay: float) -> None:
-        await anyio.sleep(delay)
-        gate.waking = False
+    def _gate(self, line: str) -> LineGate[_Chat]:
+        gate = self.gates.get(line)
+        if gate is None:
+            # The journal's wall times, on the clock's monotonic time line.
+            offset = self.clock.now() - self.clock.wall()
+            history = [when + offset for when in self.history.get(line, ())]
+            gate = self.gates[line] = LineGate(self.pace, history)
+        return gate
+
+    async def _wake(self, gate: LineGate[_Chat], at: float) -> None:
+        await self.clock.sleep(at - self.clock.now())
+        if gate.wake_at == at:
+            gate.wake_at = math.inf
         self._offer(gate.unpark())
 
-    def _park(self, gate: LineGate[_Chat], chat: _Chat, wait: float) -> None:
+    def _park(self, gate: LineGate[_Chat], chat: _Chat, at: float) -> None:
         gate.park(chat)
-        if wait != math.inf and not gate.waking:
-            gate.waking = True
-            self._group.start_soon(self._wake, gate, wait)
+        if at < gate.wake_at:
+            gate.wake_at = at
+            self._group.start_soon(self._wake, gate, at)
 
     async def _advance(self, chat: _Chat) -> bool:
         """Send a chat's requests in order; False when it was parked to go on later."""
+        refusal: Answer | None = None  # the 4002 this request last had, if any
         while chat.position < len(chat.requests):
             request = chat.requests[chat.position]
             record = self._records.get(request.key)
@@ -287,53 +271,82 @@ class Sender:
             if not request.creates_chat and not chat.chat_id:
                 self._blocked(chat)
                 return True
-            gate = self.gates[request.sender]
-            if request.creates_chat and gate.deferred_until:
-                self._settle(request, State.PENDING, _deferred(gate.deferred_until))
-                self._blocked(chat, after=1)
-                return True
-            wait = gate.wait()
-            if wait > 0:
-                self._park(gate, chat, wait)
+            line = request.sender
+            gate = self._gate(line)
+            now = self.clock.now()
+            at = gate.next_first(now) if request.creates_chat else gate.next_follow_up()
+            if at > now:
+                if at - now > self.config.max_wait and at != math.inf:
+                    if not self.config.wait:
+                        self._defer(request, at - now, refusal)
+                        self._blocked(chat, after=1)
+                        return True
+                    self._waiting(line, at - now)
+                self._park(gate, chat, at)
                 return False
-            gate.begin()
+            started = gate.begin_first(now) if request.creates_chat else now
+            self.tally.waiting.pop(line, None)
             try:
                 result = await self._deliver(request, chat.chat_id)
             except UploadFailed as failed:
-                self._offer(gate.end(ok=False))
+                self._end(gate, request, started, counted=False)
                 state = State.FAILED if failed.final else State.PENDING
                 self._settle(request, state, failed.reason)
                 self._blocked(chat, after=1, failed=state is State.FAILED)
                 return True
-            if isinstance(result, Answer) and result.code == CAPACITY and not result.ok:
-                if self._capacity(gate, request, result):
-                    self._park(gate, chat, gate.wait())
-                    return False
-                self._offer(gate.end(ok=False))
-                self._blocked(chat, after=1)
-                return True
-            self._offer(gate.end(ok=isinstance(result, Answer) and result.ok))
+            verdict = classify(result)
+            if verdict.kind is Kind.CAPACITY:
+                assert isinstance(result, Answer)
+                refusal = result
+                log.info(
+                    "line %s is at capacity: waiting %.3f s",
+                    line or "(existing chats)",
+                    verdict.wait,
+                )
+                self._end(gate, request, started, counted=False, retry_after=verdict.wait)
+                continue  # this request again, when the line is free
+            # An answer that never came may have been counted: it keeps its slot.
+            self._end(gate, request, started, counted=verdict.kind is not Kind.REFUSED)
+            refusal = None
             chat_id = self._record(request, result)
             if request.creates_chat and not chat_id:
                 # The rows waiting on a chat that was refused for good fail with it.
-                self._blocked(chat, after=1, failed=_is_final(result))
+                self._blocked(chat, after=1, failed=verdict.kind in _FINAL)
                 return True
             chat.chat_id = chat.chat_id or chat_id
             chat.position += 1
         return True
 
-    def _capacity(self, gate: LineGate[_Chat], request: Request, answer: Answer) -> bool:
-        """A 4002: pause the line and return True, or defer its new chats past --max-wait."""
-        wait = max(answer.retry_after, 1.0)
-        if wait <= self.config.max_wait:
-            log.info("line %s is at capacity: waiting %.0f s", request.sender, wait)
-            gate.pause(wait)
-            return True
-        until = datetime.now(UTC) + timedelta(seconds=wait)
-        gate.deferred_until = until.timestamp()
-        self.result.deferred[request.sender] = until
-        self._settle(request, State.PENDING, _deferred(gate.deferred_until), answer)
-        return False
+    def _end(
+        self,
+        gate: LineGate[_Chat],
+        request: Request,
+        started: float,
+        *,
+        counted: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        """A request on the line came back: free its slot, learn from a 4002, offer work."""
+        offered = gate.end_first(started, counted=counted) if request.creates_chat else []
+        if retry_after is not None:
+            gate.capacity(self.clock.now(), retry_after, first_touch=request.creates_chat)
+        self._offer(offered)
+
+    def _defer(self, request: Request, wait: float, refusal: Answer | None) -> None:
+        """A slot beyond --max-wait (without --wait): the request ends pending until then."""
+        until = self.clock.wall() + wait
+        known = self.result.deferred.get(request.sender)
+        if known is None or until < known.timestamp():
+            self.result.deferred[request.sender] = datetime.fromtimestamp(until, UTC)
+        self._settle(request, State.PENDING, _deferred(until), refusal)
+
+    def _waiting(self, line: str, wait: float) -> None:
+        """--wait: say what the run waits for, once per line and slot."""
+        at = self.clock.wall() + wait
+        if self.tally.waiting.get(line) != at:
+            self.tally.waiting[line] = at
+            log.info("line %s: next first touch at %s", line, _local_time(at))
+            self.on_progress(self.tally)
 
     def _blocked(self, chat: _Chat, after: int = 0, *, failed: bool = False) -> None:
         """The chat cannot go on: its remaining requests wait, or fail with its creation."""
@@ -351,101 +364,21 @@ class Sender:
         if self.uploader is not None:
             attachments = await self.uploader.attachments(request.parts)
         body = encode(request.body(attachments))
-        return await self._attempts(request, request.path(chat_id), body)
-
-    async def _attempts(self, request: Request, path: str, body: bytes) -> Answer | Unanswered:
-        """Send one request until an answer worth keeping, within the retry policy."""
         # Only explicit keys can meet other content (see running._conflicts); the digest
         # is of the planned body, media by reference, so an upload's id does not matter.
         digest = "" if request.key.startswith(KEY_PREFIX) else body_digest(encode(request.body()))
 
-        async def post() -> Answer | Unanswered:
+        def intend() -> None:
             # The intent is committed only now, with the slot held and the rate slot
             # reached: nothing sits between it and the request going out.
             self.journal.intend(request.key, digest, request.row, request.step, request.chat)
-            return await self.client.post(path, body)
 
-        return await self.retrying(post)
-
-    async def retrying(
-        self, call: Callable[[], Awaitable[Answer | Unanswered]]
-    ) -> Answer | Unanswered:
-        """Make a call, paced, and again where that is safe and useful, within the policy."""
-        started = anyio.current_time()
-        try:
-            # Most calls succeed at once: only a call that needs a retry pays for stamina.
-            return self._judge(await self._paced(call))
-        except _Retry as first:
-            return await self._retry(call, first, started)
-        except _Fatal as fatal:
-            self.stop(Stopped(fatal.answer.message, fatal.answer.code))
-            return fatal.answer
-
-    async def _retry(
-        self, call: Callable[[], Awaitable[Answer | Unanswered]], first: _Retry, started: float
-    ) -> Answer | Unanswered:
-        """The attempts after a first one that deserved another, with backoff and jitter."""
-        policy = self.config.retry
-        await anyio.sleep(first.wait or policy.wait_initial)
-        left = policy.total_seconds - (anyio.current_time() - started)
-        if policy.attempts < 2 or left <= 0:
-            return first.result
-        try:
-            async for attempt in stamina.retry_context(
-                on=_backoff,
-                attempts=policy.attempts - 1,
-                timeout=left,
-                wait_initial=policy.wait_initial * 2,
-                wait_max=policy.wait_max,
-                wait_jitter=policy.wait_jitter,
-            ):
-                with attempt:
-                    return self._judge(await self._paced(call))
-        except _Retry as exhausted:
-            return exhausted.result
-        except _Fatal as fatal:
-            self.stop(Stopped(fatal.answer.message, fatal.answer.code))
-            return fatal.answer
-        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
-
-    async def _paced(
-        self, call: Callable[[], Awaitable[Answer | Unanswered]]
-    ) -> Answer | Unanswered:
-        """One attempt: the rate limiter's schedule, then the call.
-
-        Requests in flight are bounded by the number of workers: every call is made
-        by one, one at a time.
-        """
-        await self.limiter.acquire()
-        if self.stopping:
-            return _STOPPED
-        self.in_flight += 1
-        try:
-            return await call()
-        finally:
-            self.in_flight -= 1
-            if not self.in_flight:
-                self._idle.set()
-
-    def _judge(self, result: Answer | Unanswered) -> Answer | Unanswered:
-        """Return an answer worth keeping; raise _Retry or _Fatal for the others."""
-        if result is _STOPPED:
-            return result
-        if isinstance(result, Unanswered):
-            raise _Retry(result)
-        if result.ok or result.code == CAPACITY:
-            return result
-        if result.code in FATAL_CODES:
-            raise _Fatal(result)
-        if result.code == RATE_LIMITED or result.status == 429:
-            self.limiter.hold(result.retry_after)
-            raise _Retry(result, result.retry_after)
-        if result.retryable or result.status >= 500:
-            raise _Retry(result, result.retry_after)
-        return result
+        return await self.caller.post(request.path(chat_id), body, before=intend)
 
     def _record(self, request: Request, result: Answer | Unanswered) -> str:
-        if isinstance(result, Answer) and result.ok:
+        kind = classify(result).kind
+        if kind is Kind.SENT:
+            assert isinstance(result, Answer)
             message = result.payload.get("message") or {}
             chat = result.payload.get("chat") or {}
             chat_id = str(chat.get("id") or message.get("chat_id") or "")
@@ -458,13 +391,13 @@ class Sender:
             self.tally.sent += 1
             self.on_progress(self.tally)
             return chat_id
-        if _is_final(result):
+        if kind in _FINAL:
             assert isinstance(result, Answer)
             self._settle(request, State.FAILED, result.message, result)
         elif self.stopping and isinstance(result, Unanswered):
             pass  # interrupted: the journal keeps "sending", and the summary says so
-        else:
-            self._settle(request, State.PENDING, f"gave up for now: {_describe(result)}", result)
+        elif result is not STOPPED:
+            self._settle(request, State.PENDING, f"gave up for now: {describe(result)}", result)
         return ""
 
     def _settle(
@@ -489,19 +422,12 @@ class Sender:
         self.on_progress(self.tally)
 
 
-def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
-    log.info("retry %d in %.1f s after: %s", details.retry_num, details.wait_for, details.caused_by)
-
-
-def _is_final(result: Answer | Unanswered) -> bool:
-    """A refusal that trying again cannot change."""
-    return isinstance(result, Answer) and not (
-        result.ok or result.retryable or result.status >= 500
-    )
-
-
 def _state(record: Record | None) -> State | None:
     return record.state if record else None
+
+
+def _local_time(wall: float) -> str:
+    return datetime.fromtimestamp(wall).strftime("%H:%M:%S")
 
 
 def _deferred(until: float) -> str:

@@ -14,13 +14,20 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 import httpx
-import stamina
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
+from batcher.answers import Kind, classify, describe
+from batcher.caller import Caller
 from batcher.client import Answer, Unanswered, encode
 from batcher.journal import Journal
 from batcher.media import (
@@ -36,9 +43,6 @@ from batcher.media import (
     why_not_public,
 )
 from batcher.model import Part
-
-if TYPE_CHECKING:
-    from batcher.sending import Sender
 
 MAX_REDIRECTS = 5
 
@@ -57,14 +61,14 @@ class Uploader:
 
     def __init__(
         self,
-        sender: Sender,
+        caller: Caller,
         journal: Journal,
         catalog: dict[str, Media],
         downloads: httpx.AsyncClient,
         *,
         allow_loopback: bool = False,
     ) -> None:
-        self.sender = sender
+        self.caller = caller
         self.journal = journal
         self.catalog = catalog
         self.downloads = downloads
@@ -118,7 +122,7 @@ class Uploader:
     async def _reserve_and_put(self, data: bytes, content_type: str, name: str) -> str:
         reservation = {"filename": name, "content_type": content_type, "size_bytes": len(data)}
         body = encode(reservation)
-        reserved = await self.sender.retrying(lambda: self.sender.client.post("/attachments", body))
+        reserved = await self.caller.post("/attachments", body)
         _check(reserved, f"reserving {name}")
         assert isinstance(reserved, Answer)
         attachment_id = str(reserved.payload.get("attachment_id") or "")
@@ -128,24 +132,25 @@ class Uploader:
         headers.setdefault("Content-Type", content_type)
         if not attachment_id or not upload_url:
             raise UploadFailed(f"reserving {name}: the answer had no upload URL", final=False)
-        put = await self.sender.retrying(
-            lambda: self.sender.client.upload(upload_url, data, headers)
-        )
+        put = await self.caller.call(lambda: self.caller.client.upload(upload_url, data, headers))
         _check(put, f"uploading {name}")
         return attachment_id
 
     async def _download(self, url: str) -> tuple[bytes, str]:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((httpx.TransportError, _Transient)),
+            stop=stop_after_attempt(3),
+            wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 1.0),
+            sleep=self.caller.clock.sleep,
+            reraise=True,
+        )
         try:
-            async for attempt in stamina.retry_context(
-                on=(httpx.TransportError, _Transient), attempts=3, timeout=120
-            ):
-                with attempt:
-                    return await self._fetch(url)
+            found: tuple[bytes, str] = await retrying(self._fetch, url)
         except (httpx.TransportError, _Transient) as exc:
             raise UploadFailed(f"downloading {url} failed ({exc})", final=False) from None
         except MediaProblem as problem:
             raise UploadFailed(str(problem), final=True) from None
-        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+        return found
 
     async def _fetch(self, url: str) -> tuple[bytes, str]:
         for _ in range(MAX_REDIRECTS + 1):
@@ -178,12 +183,9 @@ class _Transient(Exception):
 
 
 def _check(result: Answer | Unanswered, doing: str) -> None:
-    if isinstance(result, Unanswered):
-        raise UploadFailed(f"{doing}: {result.reason}", final=False)
-    if not result.ok:
-        code = f" {result.code}" if result.code else ""
-        final = not (result.retryable or result.status >= 500 or result.status == 429)
-        raise UploadFailed(f"{doing}: HTTP {result.status}{code}: {result.message}", final=final)
+    kind = classify(result).kind
+    if kind is not Kind.SENT:
+        raise UploadFailed(f"{doing}: {describe(result)}", final=kind is Kind.REFUSED)
 
 
 def _content_type(response: httpx.Response, url: str) -> str:

@@ -307,7 +307,9 @@ def test_clock_skew_stops_the_run_and_says_check_the_clock(tmp_path: Path) -> No
     """401 / 2013 (a server whose clock disagrees, which no sandbox fakes on demand) stops all."""
     import anyio
 
+    from batcher.caller import Caller
     from batcher.client import ChertClient
+    from batcher.clock import SYSTEM_CLOCK
     from batcher.journal import Journal
     from batcher.pipeline import prepare
     from batcher.render import run_summary
@@ -327,7 +329,8 @@ def test_clock_skew_stops_the_run_and_says_check_the_clock(tmp_path: Path) -> No
         transport = httpx.MockTransport(skewed)
         async with httpx.AsyncClient(transport=transport) as http:
             client = ChertClient(http, "https://api.example/api/v1", Credentials("s", "hmac", "t"))
-            result = await Sender(client, journal, SendConfig(rate=0, concurrency=1)).send(
+            caller = Caller(client, SYSTEM_CLOCK, rate=0, retry=RetryPolicy())
+            result = await Sender(caller, journal, SendConfig(rate=0, concurrency=1)).send(
                 plan.chats, {}, {}
             )
         report = RunReport(tmp_path / "in.csv", tmp_path / "out.csv", journal=tmp_path / "j")

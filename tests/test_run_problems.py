@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import pytest
 
 from batcher.model import api_text
 from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
-from tests.runs import LINE_A, LINE_B, cli_env, recipient, run_cli, sheet
+from tests.runs import LINE_A, LINE_B, cli_env, direct_rows, recipient, run_cli, sheet
 
 
 @pytest.fixture
@@ -107,3 +111,21 @@ def test_code_without_a_meaning_shows_the_apis_message(tmp_path: Path) -> None:
     assert 7777 not in CODE_MEANINGS
     assert report.meaning(7777) == "quota of widgets exceeded"
     assert report.to_json()["by_code"]["7777"]["meaning"] == "quota of widgets exceeded"
+
+
+def test_no_connection_at_all_stops_within_seconds(tmp_path: Path) -> None:
+    """A closed port: exit 3 within seconds, naming the URL and the cause; every row pending."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nobody listens
+    base_url = f"http://127.0.0.1:{port}/api/v1"
+    path = sheet(tmp_path / "in.csv", direct_rows(20))
+    env = {**os.environ, "CHERT_SIGNING_SECRET": "s3cret-value", "CHERT_BASE_URL": base_url}
+    started = time.monotonic()
+    done = run_cli(["run", str(path), "--yes", "--concurrency", "1"], env)
+    assert time.monotonic() - started < 15
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"could not connect to {base_url} (" in done.stdout
+    assert "refused" in done.stdout.lower()
+    with (tmp_path / "in.results.csv").open(encoding="utf-8-sig", newline="") as stream:
+        assert {row["status"] for row in csv.DictReader(stream)} == {"pending"}

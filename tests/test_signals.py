@@ -139,12 +139,6 @@ def statuses(path: Path) -> list[str]:
         return [row["status"] for row in csv.DictReader(stream)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batcher/sending.py's _watch_signals listens for SIGINT and SIGTERM; SIGHUP is "
-    "to join them there. Until then SIGHUP mid-run exits 3 at once, the journal intact, "
-    "without a results sheet.",
-)
 def test_sighup_mid_run_writes_the_results_and_the_rerun_finishes(
     box: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -164,12 +158,6 @@ def test_sighup_mid_run_writes_the_results_and_the_rerun_finishes(
     assert_exactly_once(box, 200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncio's remove_signal_handler, which anyio's signal receiver calls when it "
-    "closes, resets SIGTERM to SIG_DFL instead of the handler it replaced: the sender "
-    "(batcher/sending.py) is to put back the handlers it found.",
-)
 def test_sigterm_while_writing_the_results_after_sending(
     box: RunningSandbox, tmp_path: Path
 ) -> None:
