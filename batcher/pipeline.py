@@ -264,7 +264,10 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         allow_hardlinks=options.allow_hardlinks,
     )
     escaped = holds_escaped_cells(sheet.kind, columns)
-    return sheet, columns, RowValidator(columns, rules, sheet.scientific, escaped=escaped)
+    validator = RowValidator(
+        columns, rules, sheet.scientific, escaped=escaped, formats_problem=sheet.formats_problem
+    )
+    return sheet, columns, validator
 
 
 def _planned(
