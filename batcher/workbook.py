@@ -358,18 +358,22 @@ def _inflate(path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:
                     yield piece
 
 
-_CELL = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="\$?([A-Za-z]{1,3})\$?([0-9]{1,9})"')
-_ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\br="([0-9]{1,9})"')
+# Attributes up to a tag's end: a '>' may stand inside a quoted value, a '<' may not.
+_ATTRS = rb"""(?:[^>"']|"[^"]*"|'[^']*')*?"""
+_CELL = re.compile(rb"<(?:\w+:)?c\b" + _ATTRS + rb'\br="\$?([A-Za-z]{1,3})\$?([0-9]{1,9})"')
+_ROW = re.compile(rb"<(?:\w+:)?row\b" + _ATTRS + rb'\br="([0-9]{1,9})"')
 # A reference no grid has: four letters or more, or ten digits or more.
 _OFF_GRID = re.compile(
-    rb'<(?:\w+:)?(?:c|row)\b[^>]*?\br="\$?(?:[A-Za-z]{4,}|[A-Za-z]*\$?[0-9]{10,})'
+    rb"<(?:\w+:)?(?:c|row)\b" + _ATTRS + rb'\br="\$?(?:[A-Za-z]{4,}|[A-Za-z]*\$?[0-9]{10,})'
 )
 # Cells and rows without a reference: they take the place after the one before.
-_UNREFERENCED = re.compile(rb'<(?:\w+:)?(?:c|row)(?=[\s/>])(?![^>]*\br=")')
-_TAG = re.compile(rb"<(?:\w+:)?(c|row)(?=[\s/>])([^>]*)>")
+_UNREFERENCED = re.compile(
+    rb"<(?:\w+:)?(?:c|row)(?=[\s/>])(?!" + _ATTRS + rb'\br=")' + _ATTRS + rb"/?>"
+)
+_TAG = re.compile(rb"<(?:\w+:)?(c|row)(?=[\s/>])(" + _ATTRS + rb")/?>")
 _REF = re.compile(rb'\br="\$?([A-Za-z]+)?\$?([0-9]+)"')
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\b[^>]*?\bref="([^"]*)"')
-_CELL_TAG = re.compile(rb"<(?:\w+:)?c\b[^>]*>")
+_CELL_TAG = re.compile(rb"<(?:\w+:)?c\b" + _ATTRS + rb">")
 _KIND = re.compile(rb'\bt="(\w+)"')
 _STYLE = re.compile(rb'\bs="([0-9]+)"')
 
@@ -379,8 +383,7 @@ def _scan_sheet(
 ) -> _Scan:
     """One streaming pass over a sheet's XML: its used range and its suspect numeric cells.
 
-    Regular expressions over whole tags: a chunk is cut after its last '>', and the rest
-    carried into the next, so that no tag is split.
+    Regular expressions over blocks of whole tags (see _whole_tags).
     """
     rows = columns = 0
     letters: set[bytes] = set()
@@ -390,12 +393,9 @@ def _scan_sheet(
     position = (0, 0)
     carried: list[bytes] = []
     for piece in pieces:
-        cut = piece.rfind(b">") + 1
-        if not cut:
-            carried.append(piece)
+        block, carried = _whole_tags(carried, piece)
+        if not block:
             continue
-        block = b"".join([*carried, piece[:cut]])
-        carried = [piece[cut:]]
         if not declared and (dimension := _DIMENSION.search(block)):
             declared = dimension.group(1).decode("ascii", "replace")
         off_grid = _OFF_GRID.search(block)
@@ -417,6 +417,27 @@ def _scan_sheet(
     if letters:
         columns = max(columns, *(_column_number(c.decode().upper()) + 1 for c in letters))
     return _Scan(rows, columns, declared, frozenset(suspect))
+
+
+def _whole_tags(carried: list[bytes], piece: bytes) -> tuple[bytes, list[bytes]]:
+    """The next block of whole tags, and what to carry into the next piece.
+
+    A block is cut before its last '<' (a '<' always starts markup: it may not stand in
+    text or in an attribute's value), so no tag is split. Text after a tag holds no
+    '<', so a long run of it is dropped rather than carried.
+    """
+    cut = piece.rfind(b"<")
+    if cut >= 0:
+        return b"".join([*carried, piece[:cut]]), [piece[cut:]]
+    if not carried:
+        return b"", []  # text only
+    # Only a tag still open is carried on with more pieces: one carried piece with a
+    # '>' is a whole tag and text, and this piece more text.
+    if len(carried) == 1 and b">" in carried[0]:
+        return carried[0], []
+    if b">" in piece:
+        return b"".join([*carried, piece]), []
+    return b"", [*carried, piece]
 
 
 def _walk(block: bytes, position: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:

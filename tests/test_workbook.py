@@ -48,6 +48,8 @@ def far_cell(ref: str, row: int) -> str:
         ('<row r="600000">' + "<c><v>1</v></c>" * 20 + "</row>", None, "12,000,000 cells"),
         # Rows without a reference take the next row.
         ("<row><c><v>1</v></c></row>" * 3 + far_cell("XFD4", 4), None, "65,536 cells"),
+        # A '>' inside a quoted attribute does not end the tag.
+        ('<row r="9"><c x=">" r="XFD1048576"><v>1</v></c></row>', None, "17,179,869,184"),
     ],
     ids=[
         "XFD1048576",
@@ -59,6 +61,7 @@ def far_cell(ref: str, row: int) -> str:
         "declared-XFE2",
         "unreferenced-cells",
         "unreferenced-rows",
+        "quoted-gt",
     ],
 )
 def test_sheet_beyond_the_limits_is_refused(
