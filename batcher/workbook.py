@@ -33,6 +33,10 @@ _SAVE_AGAIN = "Open it in Excel or LibreOffice and save it again as .xlsx."
 _METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _LOCAL_HEADER = 30  # bytes of a zip local file header before its name and extra field
 _CHUNK = 4 * 1024 * 1024
+# Longer references are off any grid (XFD1048576 is the last cell); shorter ones are
+# converted and compared with the limits.
+_ROW_DIGITS = 9
+_COLUMN_LETTERS = 3
 
 
 class WorkbookSheet(NamedTuple):
@@ -358,24 +362,21 @@ def _inflate(path: Path, info: zipfile.ZipInfo) -> Iterator[bytes]:
                     yield piece
 
 
-# Attributes up to a tag's end: a '>' may stand inside a quoted value, a '<' may not.
-_ATTRS = rb"""(?:[^>"']|"[^"]*"|'[^']*')*?"""
-_CELL = re.compile(rb"<(?:\w+:)?c\b" + _ATTRS + rb'\br="\$?([A-Za-z]{1,3})\$?([0-9]{1,9})"')
-_ROW = re.compile(rb"<(?:\w+:)?row\b" + _ATTRS + rb'\br="([0-9]{1,9})"')
-# A reference no grid has: four letters or more, or ten digits or more.
-_OFF_GRID = re.compile(
-    rb"<(?:\w+:)?(?:c|row)\b" + _ATTRS + rb'\br="\$?(?:[A-Za-z]{4,}|[A-Za-z]*\$?[0-9]{10,})'
-)
-# Cells and rows without a reference: they take the place after the one before.
-_UNREFERENCED = re.compile(
-    rb"<(?:\w+:)?(?:c|row)(?=[\s/>])(?!" + _ATTRS + rb'\br=")' + _ATTRS + rb"/?>"
-)
-_TAG = re.compile(rb"<(?:\w+:)?(c|row)(?=[\s/>])(" + _ATTRS + rb")/?>")
-_REF = re.compile(rb'\br="\$?([A-Za-z]+)?\$?([0-9]+)"')
-_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\b[^>]*?\bref="([^"]*)"')
-_CELL_TAG = re.compile(rb"<(?:\w+:)?c\b" + _ATTRS + rb">")
-_KIND = re.compile(rb'\bt="(\w+)"')
-_STYLE = re.compile(rb'\bs="([0-9]+)"')
+# Attributes up to a tag's end, where a '>' may stand inside a quoted value (a '<' may
+# not). ("normal* (special normal*)*", unrolled: much faster than an alternation.)
+_ATTRS = rb"""[^>"']*?(?:(?:"[^"]*"|'[^']*')[^>"']*?)*?"""
+# A reference as a reader takes it: r="B7", either quote, spaces around "=", never
+# inside another attribute's value.
+_R = rb"""\sr\s*=\s*["']\$?([A-Za-z]*)\$?([0-9]*)["']"""
+# Every cell and row tag, with or without a namespace prefix, and its reference if it has
+# one: (b"c", b"B", b"7"), (b"row", b"", b"7"); a reference missing gives b"" for both.
+_TAG = re.compile(rb"<(?:\w+:)?(c|row)(?=[\s/>])(?:" + _ATTRS + _R + rb")?")
+_REF = re.compile(_R)
+_DIMENSION = re.compile(rb"""<(?:\w+:)?dimension\b[^>]*?\sref\s*=\s*["']([^"']*)""")
+_CELL_TAG = re.compile(rb"<(?:\w+:)?c\s" + _ATTRS + rb">")
+_KIND = re.compile(rb"""\st\s*=\s*["'](\w+)""")
+_STYLE = re.compile(rb"""\ss\s*=\s*["']([0-9]+)""")
+_UNREFERENCED_ROW = (b"row", b"", b"")
 
 
 def _scan_sheet(
@@ -383,39 +384,44 @@ def _scan_sheet(
 ) -> _Scan:
     """One streaming pass over a sheet's XML: its used range and its suspect numeric cells.
 
-    Regular expressions over blocks of whole tags (see _whole_tags).
+    Regular expressions over blocks of whole tags (see _whole_tags). References are
+    compared as calamine places cells: a cell or row without one takes the place after
+    the one before, so once one is met every tag is followed in order (_walk).
     """
     rows = columns = 0
     letters: set[bytes] = set()
     declared = ""
     suspect: set[tuple[int, int]] = set()
-    counting = False  # whether cells or rows without a reference were met
+    walking = False
     position = (0, 0)
     carried: list[bytes] = []
+    in_data = False
     for piece in pieces:
         block, carried = _whole_tags(carried, piece)
         if not block:
             continue
-        if not declared and (dimension := _DIMENSION.search(block)):
-            declared = dimension.group(1).decode("ascii", "replace")
-        off_grid = _OFF_GRID.search(block)
-        if off_grid:
+        if not in_data:  # the dimension comes before the sheet's data
+            if dimension := _DIMENSION.search(block):
+                declared = dimension.group(1).decode("ascii", "replace")
+            in_data = b"sheetData" in block
+        tags: list[tuple[bytes, bytes, bytes]] = _TAG.findall(block)
+        if not tags:
+            continue
+        digits = [row for _, _, row in tags]
+        if max(map(len, digits)) > _ROW_DIGITS:
             return _Scan(MAX_ROWS + 1, MAX_COLUMNS + 1, declared, frozenset())
-        if counting or _UNREFERENCED.search(block):
-            counting = True
-            position, (last_row, last_column) = _walk(block, position)
+        rows = max(rows, *map(int, [row or b"0" for row in digits]))
+        found = {column for kind, column, _ in tags if kind == b"c"}
+        letters |= found
+        if walking or b"" in found or _UNREFERENCED_ROW in tags:
+            walking = True
+            position, (last_row, last_column) = _walk(tags, position)
             rows, columns = max(rows, last_row), max(columns, last_column)
-        refs = _CELL.findall(block)
-        if refs:
-            letters.update({column for column, _ in refs})
-            rows = max(rows, *map(int, [row for _, row in refs]))
-        row_refs = _ROW.findall(block)
-        if row_refs:
-            rows = max(rows, *map(int, row_refs))
         if all_numbers or scientific_styles:
             suspect.update(_suspect_cells(block, scientific_styles, all_numbers))
+    letters.discard(b"")
     if letters:
-        columns = max(columns, *(_column_number(c.decode().upper()) + 1 for c in letters))
+        columns = max(columns, *map(_grid_column, letters))
     return _Scan(rows, columns, declared, frozenset(suspect))
 
 
@@ -440,26 +446,35 @@ def _whole_tags(carried: list[bytes], piece: bytes) -> tuple[bytes, list[bytes]]
     return b"", [*carried, piece]
 
 
-def _walk(block: bytes, position: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+def _walk(
+    tags: list[tuple[bytes, bytes, bytes]], position: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Follow rows and cells in order, as a reader places those without a reference.
 
-    Returns the position after the block and the furthest row and column reached.
+    Returns the position after the tags and the furthest row and column reached.
     """
     row, column = position
     last_row = last_column = 0
-    for tag in _TAG.finditer(block):
-        ref = _REF.search(tag.group(2))
-        if tag.group(1) == b"row":
-            row = int(ref.group(2)) if ref else row + 1
+    for kind, letters, digits in tags:
+        if kind == b"row":
+            row = _grid_row(digits) if digits else row + 1
             column = 0
         else:
-            column = (
-                _column_number(ref.group(1).decode().upper()) + 1
-                if ref and ref.group(1)
-                else column + 1
-            )
+            column = _grid_column(letters) if letters else column + 1
         last_row, last_column = max(last_row, row), max(last_column, column)
     return (row, column), (last_row, last_column)
+
+
+def _grid_row(digits: bytes) -> int:
+    """A reference's row number (1-based); past the grid for more digits than it has."""
+    return int(digits) if len(digits) <= _ROW_DIGITS else MAX_ROWS + 1
+
+
+def _grid_column(letters: bytes) -> int:
+    """A reference's column number (1-based); past the grid for more letters than it has."""
+    if len(letters) > _COLUMN_LETTERS:
+        return MAX_COLUMNS + 1
+    return _column_number(letters.decode().upper()) + 1
 
 
 def _suspect_cells(
@@ -476,8 +491,8 @@ def _suspect_cells(
             if style is None or int(style.group(1)) not in scientific_styles:
                 continue
         ref = _REF.search(tag)
-        if ref and ref.group(1):
-            yield int(ref.group(2)), _column_number(ref.group(1).decode().upper())
+        if ref and ref.group(1) and ref.group(2):
+            yield _grid_row(ref.group(2)), _grid_column(ref.group(1)) - 1
 
 
 def _check_range(where: str, scan: _Scan) -> None:
