@@ -50,6 +50,15 @@ def far_cell(ref: str, row: int) -> str:
         ("<row><c><v>1</v></c></row>" * 3 + far_cell("XFD4", 4), None, "65,536 cells"),
         # A '>' inside a quoted attribute does not end the tag.
         ('<row r="9"><c x=">" r="XFD1048576"><v>1</v></c></row>', None, "17,179,869,184"),
+        # Nor does a reference inside another attribute's value, or one named a-r.
+        (
+            """<row r="9"><c x=" r='A1'" a-r="A1" r="XFD1048576"><v>1</v></c></row>""",
+            None,
+            "17,179,869,184",
+        ),
+        # Either quote, spaces around "=", a namespace prefix: all read as references.
+        ("""<row r="9"><c r = 'XFD1048576'><v>1</v></c></row>""", None, "17,179,869,184"),
+        ('<x:row r="9"><x:c r="XFD1048576"><x:v>1</x:v></x:c></x:row>', None, "17,179,869,184"),
     ],
     ids=[
         "XFD1048576",
@@ -62,6 +71,9 @@ def far_cell(ref: str, row: int) -> str:
         "unreferenced-cells",
         "unreferenced-rows",
         "quoted-gt",
+        "quoted-ref",
+        "single-quotes",
+        "prefixed",
     ],
 )
 def test_sheet_beyond_the_limits_is_refused(
