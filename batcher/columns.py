@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from batcher.errors import InputError
@@ -45,6 +46,18 @@ def header_key(header: str) -> str:
     "-To-" as "'-To-" (see batcher.cells), and it must still name the same column.
     """
     return _HEADER_NOISE.sub("", header.lstrip("'")).lower()
+
+
+def names_recipients(cells: Iterable[str]) -> bool:
+    """Whether a row names a recipients column (or a chat_id one): how a header row is known.
+
+    Loading looks for the header with it (a title row may come first), with the same
+    patterns map_columns reads the header by.
+    """
+    return any(
+        _RECIPIENTS.fullmatch(key) or _SINGLE_FIELDS["chat_id"].fullmatch(key)
+        for key in map(header_key, cells)
+    )
 
 
 def column_name(headers: tuple[str, ...], index: int) -> str:

@@ -3,38 +3,32 @@
 CSV (UTF-8, UTF-16 or UTF-32 with a byte-order mark, or Excel's Windows-1252, see
 batcher.textfile; comma, semicolon or tab) is read with the stdlib so blank lines
 keep their place in the row numbering, and its fields whole, however long.
-XLSX is read with fastexcel (calamine), every column as text: polars' type
-inference silently corrupts phone columns. calamine cannot see number formats,
-so the few cells a spreadsheet shows in scientific notation (which has already
-dropped digits) are found from the workbook's own XML.
+XLSX is read by `batcher.workbook`. Both become the same `Sheet`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
-import zipfile
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal, NamedTuple
-from xml.etree import ElementTree
 
-import fastexcel
-
+from batcher.columns import names_recipients
 from batcher.errors import InputError
+from batcher.limits import check_width
 from batcher.textfile import decode_text, sniff_delimiter, whole_fields
+from batcher.workbook import is_encrypted, other_sheets, read_sheet
 
 SheetKind = Literal["csv", "xlsx"]
 
 _XLSX_MAGIC = b"PK\x03\x04"
 _XLS_MAGIC = b"\xd0\xcf\x11\xe0"
-_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-_PKG_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-# Built-in number formats 11 (0.00E+00) and 48 (##0.0E+0) are scientific.
-_SCIENTIFIC_BUILTIN = frozenset({11, 48})
+# The header is the first of this many non-empty rows that names a recipients column
+# (a title or a note may come first), else the first non-empty row.
+HEADER_SEARCH = 10
 
 
 class SheetRow(NamedTuple):
@@ -64,8 +58,22 @@ class Sheet:
     # The text encoding a CSV file was read in ("UTF-8", "Windows-1252", ...); "" for XLSX.
     encoding: str = ""
     sheet_name: str = ""
-    # (row number, column index) of numeric cells displayed in scientific notation.
+    # (row number, column index) of numeric cells displayed in scientific notation, or of
+    # every numeric cell when the workbook's number formats cannot be read (then
+    # `formats_problem` says why): none of them can be trusted to be the number shown.
     scientific: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+    formats_problem: str = ""
+    # Non-empty rows above the header (a title, a note): not data, but kept in the results.
+    above: tuple[SheetRow, ...] = ()
+
+
+class Table(NamedTuple):
+    """The rows of a file, told apart: the header, the data after it and the rows above it."""
+
+    header_number: int
+    headers: tuple[str, ...]
+    rows: tuple[SheetRow, ...]
+    above: tuple[SheetRow, ...]
 
 
 def load_sheet(path: Path, sheet: str | None = None) -> Sheet:
@@ -79,6 +87,14 @@ def load_sheet(path: Path, sheet: str | None = None) -> Sheet:
         raise InputError(f"{path} is a folder, not a spreadsheet.") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if magic == _XLS_MAGIC and is_encrypted(path):
+        raise InputError(
+            f"{path} is password-protected: the workbook is encrypted, so chert-batch cannot "
+            "read it.",
+            hint="Save a copy without the password. Excel: File > Info > Protect Workbook > "
+            "Encrypt with Password, clear the password, OK, and save. LibreOffice: File > "
+            'Save As, untick "Save with password", and save as .xlsx. Then use that copy.',
+        )
     if magic == _XLS_MAGIC:
         raise InputError(
             f"{path} is an old-style .xls workbook, which chert-batch does not read.",
@@ -99,23 +115,58 @@ def is_blank(cells: Iterable[str]) -> bool:
     return not joined or joined.isspace()
 
 
-def _build(
-    where: Path | str, records: Iterable[Sequence[str]]
-) -> tuple[int, tuple[str, ...], tuple[SheetRow, ...]]:
-    """Find the header (the first non-blank row) and number the data rows after it."""
+def _build(where: Path | str, records: Iterable[Sequence[str]]) -> Table:
+    """Find the header and number the data rows after it; rows above it are kept aside.
+
+    The header is the first of the first HEADER_SEARCH non-empty rows that names a
+    recipients column (see `names_recipients`), else the first non-empty row. Empty
+    cells after a row's last value do not count towards its width: a header padded
+    with empty cells far to the right is read as far as it has names.
+    """
     numbered = enumerate(records, start=1)
+    first: list[SheetRow] = []
     for number, cells in numbered:
         if not is_blank(cells):
-            header_number, headers = number, tuple(cell.strip() for cell in cells)
-            break
-    else:
+            first.append(SheetRow(number, _within_width(where, number, cells, 0)))
+            if names_recipients(first[-1].cells) or len(first) == HEADER_SEARCH:
+                break
+    if not first:
         raise InputError(
             f"{where} is empty: there is no header row and no data.",
             hint="The first row should name the columns, e.g. From, To, Text.",
         )
-    rows = [SheetRow(number, tuple(cells)) for number, cells in numbered if not is_blank(cells)]
-    width = max([len(headers), *(len(row.cells) for row in rows)])
-    return header_number, headers + ("",) * (width - len(headers)), tuple(rows)
+    at = next((at for at, row in enumerate(first) if names_recipients(row.cells)), 0)
+    header_number = first[at].number
+    headers = tuple(cell.strip() for cell in first[at].cells)
+    named = len(headers)
+    while named and not headers[named - 1]:
+        named -= 1
+    # Rows read while looking for the header, then the rest, all cut to their last value
+    # beyond the header's names. The test before the call keeps the common row cheap.
+    rows = [row._replace(cells=_within_width(where, *row, named)) for row in first[at + 1 :]]
+    rows += [
+        SheetRow(
+            number,
+            tuple(cells) if len(cells) <= named else _within_width(where, number, cells, named),
+        )
+        for number, cells in numbered
+        if not is_blank(cells)
+    ]
+    above = tuple(row._replace(cells=_within_width(where, *row, 0)) for row in first[:at])
+    width = max([named, *(len(row.cells) for row in rows), *(len(row.cells) for row in above)])
+    headers = headers[:named] + ("",) * (width - named)
+    return Table(header_number, headers, tuple(rows), above)
+
+
+def _within_width(
+    where: Path | str, number: int, cells: Sequence[str], at_least: int
+) -> tuple[str, ...]:
+    """A row's cells up to its last value (keeping `at_least`), refused if wider than a sheet."""
+    used = len(cells)
+    while used > at_least and not cells[used - 1]:
+        used -= 1
+    check_width(str(where), number, used)
+    return tuple(cells[:used])
 
 
 # --- CSV --------------------------------------------------------------------------------------
@@ -127,174 +178,62 @@ def _load_csv(path: Path) -> Sheet:
     records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         with whole_fields(text):
-            header_number, headers, rows = _build(path, records)
+            header_number, headers, rows, above = _build(path, records)
     except csv.Error as exc:
         raise InputError(
             f"{path} is not a well-formed CSV file: {exc} near line {records.line_num}.",
             hint="Open it in a spreadsheet and save it again as CSV UTF-8.",
         ) from None
-    return Sheet(path, "csv", header_number, headers, rows, delimiter=delimiter, encoding=encoding)
+    return Sheet(
+        path,
+        "csv",
+        header_number,
+        headers,
+        rows,
+        delimiter=delimiter,
+        encoding=encoding,
+        above=above,
+    )
 
 
 # --- XLSX -------------------------------------------------------------------------------------
 
 
 def _load_xlsx(path: Path, sheet: str | None) -> Sheet:
-    name, index, column_offset, records = _read_workbook(path, sheet)
-    header_number, headers, rows = _build(f"{path}, sheet {name!r},", records)
-    scientific = _scientific_cells(path, index, column_offset)
-    if scientific:
-        rows = _as_shown(rows, scientific)
+    read = read_sheet(path, sheet)
+    where = f"{path}, sheet {read.name!r},"
+    if not _names_recipients(read.records):
+        _point_at_other_sheet(path, read.name, where)
+    header_number, headers, rows, above = _build(where, read.records)
     return Sheet(
         path,
         "xlsx",
         header_number,
         headers,
         rows,
-        sheet_name=name,
-        scientific=scientific,
+        sheet_name=read.name,
+        scientific=read.scientific,
+        formats_problem=read.formats_problem,
+        above=above,
     )
 
 
-def _as_shown(
-    rows: tuple[SheetRow, ...], scientific: frozenset[tuple[int, int]]
-) -> tuple[SheetRow, ...]:
-    """Scientific cells as the spreadsheet shows them (1.41555E+10), not as rounded digits.
-
-    The digits calamine reads (14155500000) look like a real number, and a results
-    sheet that wrote them back would turn a refused row into a sendable one, to a
-    different person. Written as shown, the damage stays visible and refused.
-    """
-    shown = []
-    for row in rows:
-        cells = list(row.cells)
-        for column, text in enumerate(cells):
-            if (row.number, column) in scientific and _is_number(text):
-                cells[column] = f"{float(text):.5E}"
-        shown.append(row._replace(cells=tuple(cells)))
-    return tuple(shown)
+def _names_recipients(records: Iterable[Sequence[str]]) -> bool:
+    """Whether one of the first HEADER_SEARCH non-empty rows names a recipients column."""
+    first = []
+    for cells in records:
+        if not is_blank(cells):
+            first.append(cells)
+            if len(first) == HEADER_SEARCH:
+                break
+    return any(names_recipients(cells) for cells in first)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_workbook(path: Path, sheet: str | None) -> tuple[str, int, int, list[tuple[str, ...]]]:
-    """The sheet's name, index and first column, and its rows of text ("" for empty cells).
-
-    A function of its own so that the workbook and the data frame are freed on return,
-    while the rows are numbered and checked.
-    """
-    try:
-        reader = fastexcel.read_excel(path)
-        names = list(reader.sheet_names)
-    except Exception as exc:  # fastexcel raises its own tree; all of them mean "unreadable"
+def _point_at_other_sheet(path: Path, name: str, where: str) -> None:
+    """A sheet without a recipients column (notes, say) when another sheet has one: say which."""
+    others = other_sheets(path, name, _names_recipients)
+    if others:
         raise InputError(
-            f"{path} could not be read as an Excel workbook ({_first_line(exc)}).",
-            hint="Open it in Excel or LibreOffice and save it again as .xlsx.",
-        ) from None
-    index = _sheet_index(path, names, sheet)
-    try:
-        loaded = reader.load_sheet(index, header_row=None, skip_rows=0, dtypes="string")
-        frame = loaded.to_polars()
-        column_offset = loaded.available_columns()[0].absolute_index if loaded.width else 0
-    except Exception as exc:
-        raise InputError(
-            f"{path}, sheet {names[index]!r}, could not be read ({_first_line(exc)}).",
-            hint="Open it in Excel or LibreOffice and save it again as .xlsx.",
-        ) from None
-    # rows() builds every row's tuple in one call, far faster than zipping Python columns.
-    records: list[tuple[str, ...]] = frame.fill_null("").rows()
-    return names[index], index, column_offset, records
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _sheet_index(path: Path, names: list[str], wanted: str | None) -> int:
-    if not names:
-        raise InputError(f"{path} has no sheets.")
-    if wanted is None:
-        return 0
-    for index, name in enumerate(names):
-        if name.casefold() == wanted.strip().casefold():
-            return index
-    listed = ", ".join(repr(name) for name in names)
-    raise InputError(f"{path} has no sheet named {wanted!r}.", hint=f"Its sheets are: {listed}.")
-
-
-def _scientific_cells(
-    path: Path, sheet_index: int, column_offset: int
-) -> frozenset[tuple[int, int]]:
-    """Numeric cells whose number format is scientific, as (row number, column index)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            styles = _scientific_styles(archive.read("xl/styles.xml"))
-            if not styles:
-                return frozenset()
-            xml = archive.read(_sheet_member(archive, sheet_index))
-    except (KeyError, zipfile.BadZipFile, ElementTree.ParseError):
-        return frozenset()  # a workbook fastexcel read but without standard parts: no styles
-    style_ids = "|".join(str(style) for style in sorted(styles))
-    cell_tag = re.compile(rb'<c\s[^>]*\bs="(?:' + style_ids.encode() + rb')"[^>]*>')
-    found: set[tuple[int, int]] = set()
-    for match in cell_tag.finditer(xml):
-        tag = match.group()
-        kind = re.search(rb'\bt="(\w+)"', tag)
-        ref = re.search(rb'\br="([A-Z]+)(\d+)"', tag)
-        if ref and (kind is None or kind.group(1) == b"n"):
-            column = _column_number(ref.group(1).decode()) - column_offset
-            found.add((int(ref.group(2)), column))
-    return frozenset(found)
-
-
-def _scientific_styles(styles_xml: bytes) -> set[int]:
-    """Indexes of the cell formats (cellXfs) that display numbers in scientific notation."""
-    root = ElementTree.fromstring(styles_xml)
-    custom = {
-        int(fmt.get("numFmtId", "-1")): fmt.get("formatCode", "")
-        for fmt in root.iter(f"{_MAIN_NS}numFmt")
-    }
-    scientific = {number for number, code in custom.items() if _is_scientific(code)}
-    scientific |= _SCIENTIFIC_BUILTIN
-    cell_xfs = root.find(f"{_MAIN_NS}cellXfs")
-    if cell_xfs is None:
-        return set()
-    return {
-        index
-        for index, xf in enumerate(cell_xfs.iter(f"{_MAIN_NS}xf"))
-        if int(xf.get("numFmtId", "0")) in scientific
-    }
-
-
-def _is_scientific(format_code: str) -> bool:
-    unquoted = re.sub(r'"[^"]*"|\\.', "", format_code)
-    return re.search(r"[eE][+-]", unquoted) is not None
-
-
-def _sheet_member(archive: zipfile.ZipFile, sheet_index: int) -> str:
-    """The zip member holding the n-th sheet, resolved through the workbook's relationships."""
-    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-    sheets = list(workbook.iter(f"{_MAIN_NS}sheet"))
-    relation_id = sheets[sheet_index].get(f"{_REL_NS}id", "")
-    rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
-    for rel in rels.iter(f"{_PKG_REL_NS}Relationship"):
-        if rel.get("Id") == relation_id:
-            target = rel.get("Target", "")
-            if target.startswith("/"):
-                return target.lstrip("/")
-            return str(PurePosixPath("xl") / target)
-    raise KeyError(relation_id)
-
-
-def _column_number(letters: str) -> int:
-    """0-based column index of Excel column letters: A → 0, Z → 25, AA → 26."""
-    number = 0
-    for letter in letters:
-        number = number * 26 + ord(letter) - ord("A") + 1
-    return number - 1
+            f"{where} has no recipients column, but sheet {others[0]!r} has one.",
+            hint=f"Pass --sheet {shlex.quote(others[0])} to send that sheet's rows.",
+        )

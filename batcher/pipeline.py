@@ -324,7 +324,14 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
     )
     escaped = holds_escaped_cells(sheet.kind, columns)
     delimiter = sheet.delimiter if sheet.kind == "csv" else ""
-    validator = RowValidator(columns, rules, sheet.scientific, escaped=escaped, delimiter=delimiter)
+    validator = RowValidator(
+        columns,
+        rules,
+        sheet.scientific,
+        escaped=escaped,
+        delimiter=delimiter,
+        formats_problem=sheet.formats_problem,
+    )
     return sheet, columns, validator
 
 

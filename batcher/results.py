@@ -172,7 +172,14 @@ def _lines(
     # Without result columns in the input, the results simply follow its cells.
     appended = not columns.results
     missing = [""] * (len(headers) - len(sheet.headers))  # the result columns it lacks
-    for _ in range(1, sheet.header_number):
+    # Rows above the header (a title, a note) are written back where they were.
+    previous = 0
+    for row in sheet.above:
+        for _ in range(previous + 1, row.number):
+            yield []
+        previous = row.number
+        yield _texts(row.cells) if unescape else list(row.cells)
+    for _ in range(previous + 1, sheet.header_number):
         yield []
     yield headers
     previous = sheet.header_number
@@ -226,7 +233,10 @@ def _write_xlsx(
 
     def string_cell(value: str, font: Font | None, is_phone: bool) -> WriteOnlyCell:
         """A cell that stays text whatever it holds: never a formula, never a number."""
-        cell = WriteOnlyCell(worksheet, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+        cell = WriteOnlyCell(worksheet)
+        # Set past openpyxl's setter, which cuts strings at Excel's 32,767 characters
+        # without a word: a cell read whole is written whole (README: "The results sheet").
+        cell._value = ILLEGAL_CHARACTERS_RE.sub("", value)
         cell.data_type = "s"
         if font is not None:
             cell.font = font

@@ -113,10 +113,14 @@ class RowValidator:
         *,
         escaped: bool = False,
         delimiter: str = "",
+        formats_problem: str = "",
     ) -> None:
         self.columns = columns
         self.rules = rules
+        # Numeric cells not to be trusted: shown in scientific notation, or (when the
+        # workbook's number formats cannot be read, `formats_problem`) every one.
         self.scientific = scientific
+        self.formats_problem = formats_problem
         self.unescape = escaped
         self.delimiter = delimiter
         self.width = len(columns.headers)
@@ -319,11 +323,17 @@ class RowValidator:
                 "no sender. Fill in the sending line, or pass --from for all rows.",
             )
         if index is not None and (number, index) in self.scientific:
-            return self._problem(number, index, raw, 1003, _scientific_cell(raw))
+            return self._problem(number, index, raw, 1003, self._untrusted_number(raw))
         phone = self.senders[raw]
         if phone.problem:
             return self._problem(number, index, raw, 1003, phone.problem)
         return phone.e164
+
+    def _untrusted_number(self, shown: str) -> str:
+        """Why a numeric cell in `scientific` is refused."""
+        if self.formats_problem:
+            return _unreadable_format(self.formats_problem)
+        return _scientific_cell(shown)
 
     def _recipients(
         self, number: int, cells: tuple[str, ...], chat_id: str
@@ -334,7 +344,7 @@ class RowValidator:
             if not cell:
                 continue
             if (number, index) in self.scientific:
-                return self._problem(number, index, cell, 1003, _scientific_cell(cell))
+                return self._problem(number, index, cell, 1003, self._untrusted_number(cell))
             verdict = self.recipient_cells.get(cell)
             if verdict is None:
                 verdict = self.recipient_cells[cell] = self._recipient_cell(cell)
@@ -447,6 +457,14 @@ def _excerpt(text: str, limit: int = 40) -> str:
 def _split_recipients(cell: str) -> list[str]:
     """The numbers written in one recipients cell, in order (separators: ; , | newlines)."""
     return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
+
+
+def _unreadable_format(problem: str) -> str:
+    return (
+        f"the cell is a number, and {problem}, so whether the spreadsheet shows it in "
+        "scientific notation (which has already rounded away digits) cannot be told. "
+        "Format the column as Text and type the numbers again, or save the sheet as CSV UTF-8."
+    )
 
 
 def _scientific_cell(shown: str) -> str:
