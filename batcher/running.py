@@ -16,7 +16,13 @@ import anyio
 import httpx
 
 from batcher.caller import Caller, Stopped
-from batcher.client import ChertClient, Credentials, encode, is_loopback
+from batcher.client import (
+    ChertClient,
+    Credentials,
+    encode,
+    is_loopback,
+    single_connection_clients,
+)
 from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
@@ -368,21 +374,16 @@ async def _send(
     clock: Clock,
 ) -> SendResult:
     config = options.send
-    limits = httpx.Limits(
-        max_connections=config.concurrency, max_keepalive_connections=config.concurrency
-    )
     host = httpx.URL(target.base_url).host
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(config.timeout),
-                limits=limits,
-                # Proxy settings from the environment are for the public API, not loopback.
-                trust_env=not is_loopback(host),
-                follow_redirects=False,
-            )
+        # One connection per worker, none shared: see batcher.client. Proxy settings from
+        # the environment are for the public API, not loopback.
+        clients = single_connection_clients(
+            config.concurrency, config.timeout, trust_env=not is_loopback(host)
         )
-        client = ChertClient(http, target.base_url, target.credentials)
+        for http in clients:
+            await stack.enter_async_context(http)
+        client = ChertClient(clients, target.base_url, target.credentials)
         caller = Caller(client, clock, rate=config.rate, retry=config.retry)
         uploader = None
         if work.media:
