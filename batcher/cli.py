@@ -34,6 +34,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
+from batcher.preview import PREVIEW_COUNT
 from batcher.render import confirmation, plural, run_summary, validate_summary
 from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
@@ -120,6 +121,25 @@ def job_options(command: F) -> F:
             help="Send media files that are hard links (by default refused: a hard link can "
             "bring in a private file from anywhere on the disk).",
         ),
+        click.option(
+            "--template",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="UTF-8 text file with every row's message text ({{Column}} placeholders).",
+        ),
+        click.option(
+            "--template-replaces",
+            metavar="COLUMN",
+            help="The sheet's text column --template is sent instead of.",
+        ),
+        click.option(
+            "--preview",
+            type=click.IntRange(min=0),
+            metavar="N",
+            cls=_Worded,
+            default=PREVIEW_COUNT,
+            show_default=True,
+            help="Show the first N messages as recipients will see them (0: none).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -186,6 +206,9 @@ def validate(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    template: Path | None,
+    template_replaces: str | None,
+    preview: int,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -207,6 +230,9 @@ def validate(
         allow_duplicates=allow_duplicates,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        template=template,
+        template_replaces=template_replaces,
+        preview=preview,
     )
     try:
         with _stop_signals_raise():
@@ -225,7 +251,7 @@ def validate(
 
 
 # validate's options that change nothing `run` would send: the rest are repeated.
-_NOT_FOR_RUN = frozenset({"as_json"})
+_NOT_FOR_RUN = frozenset({"as_json", "preview"})
 
 
 def _options_for_run(ctx: click.Context) -> list[str]:
@@ -408,6 +434,13 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
 )
 @click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    cls=_Worded,
+    help="A canary: send only the first N rows to send (a chat's rows go together).",
+)
+@click.option(
     "--resend-changed",
     is_flag=True,
     help="Send rows edited since they were sent as new messages (a second message each).",
@@ -428,6 +461,9 @@ def run(
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
+    template: Path | None,
+    template_replaces: str | None,
+    preview: int,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -440,6 +476,7 @@ def run(
     base_url: str,
     use_sandbox: bool,
     yes: bool,
+    limit: int | None,
     resend_changed: bool,
     verbose: int,
     journal_max_pages: int | None,
@@ -470,12 +507,16 @@ def run(
         resend_changed=resend_changed,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
+        template=template,
+        template_replaces=template_replaces,
+        preview=preview,
     )
     options = RunOptions(
         job=job,
         send=SendConfig(rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout),
         journal=journal,
         journal_max_pages=journal_max_pages,
+        limit=limit,
     )
     rerun = _this_command()
     sending = False
