@@ -32,15 +32,12 @@ _NO_BREAK = str.maketrans({"\u00a0": " ", "\u2007": " ", "\u202f": " "})
 
 
 class Placeholder(NamedTuple):
-    """One `{{name|fallback}}`: the name as written, and the fallback (None: none given)."""
+    """One `{{name|fallback}}`: the name as written, the fallback (None: none given), and
+    the name as headers are matched (`key`)."""
 
     name: str
     fallback: str | None
-
-    @property
-    def key(self) -> str:
-        """The name as headers are matched."""
-        return header_key(self.name)
+    key: str
 
     def shown(self) -> str:
         """The placeholder as a message quotes it."""
@@ -52,11 +49,7 @@ class Template(NamedTuple):
     """A cell's text cut into literal pieces and placeholders (`str` or `Placeholder`)."""
 
     pieces: tuple[str | Placeholder, ...]
-
-    @property
-    def placeholders(self) -> tuple[Placeholder, ...]:
-        """The placeholders, in order."""
-        return tuple(piece for piece in self.pieces if isinstance(piece, Placeholder))
+    placeholders: tuple[Placeholder, ...]
 
 
 class TemplateError(ValueError):
@@ -88,14 +81,18 @@ def parse(text: str) -> Template:
         fallback = match.group(2)
         if match.start() > position:
             pieces.append(text[position : match.start()])
-        pieces.append(Placeholder(name, None if fallback is None else fallback.strip()))
+        pieces.append(
+            Placeholder(name, None if fallback is None else fallback.strip(), header_key(name))
+        )
         starts.add(match.start())
         ends.add(match.end() - 2)
         position = match.end()
     if position < len(text):
         pieces.append(text[position:])
     _check_strays(text, starts, ends)
-    return Template(tuple(pieces))
+    return Template(
+        tuple(pieces), tuple(piece for piece in pieces if isinstance(piece, Placeholder))
+    )
 
 
 def _check_strays(text: str, starts: set[int], ends: set[int]) -> None:

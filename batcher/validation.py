@@ -265,8 +265,11 @@ class RowValidator:
         """
         rendered: dict[int, str] = {}
         for index in self.templated:
-            raw = self.rules.template if index == TEMPLATE else self.clean(cells[index])
-            if index != TEMPLATE and not has_braces(raw):
+            if index == TEMPLATE:
+                raw = self.rules.template
+            elif has_braces(cells[index]):  # cleaning changes no brace: test the cell first
+                raw = self.clean(cells[index])
+            else:
                 continue
             try:
                 template = parse(raw)

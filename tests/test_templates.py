@@ -46,8 +46,8 @@ def test_render(text: str, shown: str) -> None:
 @pytest.mark.parametrize(
     ("text", "placeholder"),
     [
-        ("Hi {{Empty}}", Placeholder("Empty", None)),
-        ("{{Venue}} {{ empty }}", Placeholder("empty", None)),
+        ("Hi {{Empty}}", Placeholder("Empty", None, "empty")),
+        ("{{Venue}} {{ empty }}", Placeholder("empty", None, "empty")),
     ],
 )
 def test_an_empty_cell_without_a_fallback_renders_nothing(
