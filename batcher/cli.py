@@ -34,6 +34,7 @@ from batcher.errors import BatchError, UsageError
 from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
+from batcher.preview import PREVIEW_COUNT
 from batcher.render import confirmation, plural, run_summary, validate_summary, waiting
 from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
@@ -140,6 +141,25 @@ def job_options(command: F) -> F:
             "run paces each line by it; not given, run learns it from the API and the "
             "plan's finish times assume 30.",
         ),
+        click.option(
+            "--template",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="UTF-8 text file with every row's message text ({{Column}} placeholders).",
+        ),
+        click.option(
+            "--template-replaces",
+            metavar="COLUMN",
+            help="The sheet's text column --template is sent instead of.",
+        ),
+        click.option(
+            "--preview",
+            type=click.IntRange(min=0),
+            metavar="N",
+            cls=_Worded,
+            default=PREVIEW_COUNT,
+            show_default=True,
+            help="Show the first N messages as recipients will see them (0: none).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option(
             "--allow-loopback-media",
@@ -208,6 +228,9 @@ def validate(
     allow_hardlinks: bool,
     line_gap: float | None,
     line_daily: int | None,
+    template: Path | None,
+    template_replaces: str | None,
+    preview: int,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -231,6 +254,9 @@ def validate(
         allow_loopback_media=allow_loopback_media,
         line_gap=line_gap,
         line_daily=line_daily,
+        template=template,
+        template_replaces=template_replaces,
+        preview=preview,
     )
     try:
         with _stop_signals_raise():
@@ -249,7 +275,7 @@ def validate(
 
 
 # validate's options that change nothing `run` would send: the rest are repeated.
-_NOT_FOR_RUN = frozenset({"as_json"})
+_NOT_FOR_RUN = frozenset({"as_json", "preview"})
 
 
 def _options_for_run(ctx: click.Context) -> list[str]:
@@ -454,6 +480,13 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
 )
 @click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    cls=_Worded,
+    help="A canary: send only the first N rows to send (a chat's rows go together).",
+)
+@click.option(
     "--resend-changed",
     is_flag=True,
     help="Send rows edited since they were sent as new messages (a second message each).",
@@ -476,6 +509,9 @@ def run(
     allow_hardlinks: bool,
     line_gap: float | None,
     line_daily: int | None,
+    template: Path | None,
+    template_replaces: str | None,
+    preview: int,
     as_json: bool,
     allow_loopback_media: bool,
     journal: Path | None,
@@ -489,6 +525,7 @@ def run(
     base_url: str,
     use_sandbox: bool,
     yes: bool,
+    limit: int | None,
     resend_changed: bool,
     verbose: int,
     journal_max_pages: int | None,
@@ -521,6 +558,9 @@ def run(
         allow_loopback_media=allow_loopback_media,
         line_gap=line_gap,
         line_daily=line_daily,
+        template=template,
+        template_replaces=template_replaces,
+        preview=preview,
     )
     options = RunOptions(
         job=job,
@@ -529,6 +569,7 @@ def run(
         ),
         journal=journal,
         journal_max_pages=journal_max_pages,
+        limit=limit,
     )
     rerun = _this_command()
     sending = False

@@ -98,8 +98,13 @@ class ColumnMap:
         return "(none)" if index is None else column_name(self.headers, index)
 
 
-def map_columns(headers: tuple[str, ...], *, where: str, has_default_sender: bool) -> ColumnMap:
-    """Recognize the columns of a header row; raise InputError if the sheet cannot be used."""
+def map_columns(
+    headers: tuple[str, ...], *, where: str, has_default_sender: bool, has_template: bool = False
+) -> ColumnMap:
+    """Recognize the columns of a header row; raise InputError if the sheet cannot be used.
+
+    `has_template`: --template gives every row's text, so the sheet needs no message column.
+    """
     singles: dict[str, list[int]] = {name: [] for name in _SINGLE_FIELDS}
     recipients: list[int] = []
     parts: list[tuple[PartType, int]] = []
@@ -138,7 +143,9 @@ def map_columns(headers: tuple[str, ...], *, where: str, has_default_sender: boo
         idempotency_key=next(iter(singles["idempotency_key"]), None),
         results=results,
     )
-    _check_usable(columns, where=where, has_default_sender=has_default_sender)
+    _check_usable(
+        columns, where=where, has_default_sender=has_default_sender, has_template=has_template
+    )
     return columns
 
 
@@ -176,7 +183,9 @@ def _several(headers: tuple[str, ...], indexes: list[int]) -> str:
     return f"{listed} {'both' if len(names) == 2 else 'all'}"
 
 
-def _check_usable(columns: ColumnMap, *, where: str, has_default_sender: bool) -> None:
+def _check_usable(
+    columns: ColumnMap, *, where: str, has_default_sender: bool, has_template: bool
+) -> None:
     found = ", ".join(repr(h) for h in columns.headers if h) or "nothing"
     if not columns.recipients and columns.chat_id is None:
         if _looks_like_data(columns.headers):
@@ -188,11 +197,11 @@ def _check_usable(columns: ColumnMap, *, where: str, has_default_sender: bool) -
             f"{where}: no recipients column. The header row has {found}.",
             hint=f"Name the recipients column one of: {ACCEPTED_RECIPIENT_HEADERS}.",
         )
-    if not columns.parts:
+    if not columns.parts and not has_template:
         raise InputError(
             f"{where}: no message column. The header row has {found}.",
             hint="Name the message column Text (or Message, Body); links go in Link, "
-            "attachments in Media.",
+            "attachments in Media. Or give every row's text with --template FILE.",
         )
     if columns.sender is None and columns.chat_id is None and not has_default_sender:
         raise InputError(

@@ -63,8 +63,10 @@ class Problem(NamedTuple):
             return f"row {self.row}: Chert refused it ({code}): {self.message}"
         if not self.column:
             return f"row {self.row}: {self.message}"
-        # A column without a header is already named by its letter: "column D".
-        column = self.column if self.column.startswith("column ") else f"column {self.column}"
+        # A column without a header is already named by its letter: "column D"; the
+        # --template text by its option.
+        named = self.column.startswith(("column ", "--template"))
+        column = self.column if named else f"column {self.column}"
         return f"row {self.row}, {column}: {self.message}"
 
 

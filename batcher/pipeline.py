@@ -7,6 +7,7 @@ returns values, and nothing here prints.
 from __future__ import annotations
 
 import gc
+import itertools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,14 +17,16 @@ from typing import Any, NamedTuple
 
 from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
-from batcher.errors import NothingToSend
+from batcher.errors import NothingToSend, UsageError
 from batcher.journal import JournalView, Record, State, default_journal, read_journal
 from batcher.lineplan import LinePlan, LineTally, Pace
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media, MediaKind
 from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status, api_text
 from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
+from batcher.preview import PREVIEW_COUNT, Shown, first_rows, json_preview, shown_row
 from batcher.results import default_output, write_results, write_rows
+from batcher.templates import missing_error, missing_placeholders, read_template, replaced_column
 from batcher.validation import Message, RowValidator, Rules
 
 
@@ -49,6 +52,12 @@ class JobOptions:
     # Chert's documented figure for the plan's estimate.
     line_gap: float | None = None
     line_daily: int | None = None
+    # --template: a UTF-8 file holding every row's text; --template-replaces: the text
+    # column it takes the place of (see batcher.templates.replaced_column).
+    template: Path | None = None
+    template_replaces: str | None = None
+    # How many of the first messages to send validate and run's confirmation show.
+    preview: int = PREVIEW_COUNT
 
     @property
     def output(self) -> Path:
@@ -112,6 +121,8 @@ class Report:
     # What each line is to send and when its last new chat can go, at `pace`.
     lines: list[LinePlan] = field(default_factory=list)
     pace: Pace = field(default_factory=Pace)
+    # The first messages to send, as recipients will see them (JobOptions.preview of them).
+    preview: list[Shown] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -155,6 +166,7 @@ class Report:
                     if not given
                 ],
             },
+            "preview": json_preview(self.preview),
             "journal_read": str(self.journal_read) if self.journal_read else None,
             "journal_busy": self.journal_busy,
             "problems": [
@@ -256,6 +268,8 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
     write_results(prepared.sheet, prepared.columns, outcomes, options.output)
     report = summarize(options, plan, outcomes)
     report.lines, report.pace = tally.plans(options.pace), options.pace
+    to_send = (row for row in plan.rows if outcomes[row.row].status is Status.PENDING)
+    report.preview = first_rows(to_send, options.preview, prepared.media, who_gets)
     report.planned_only = True
     report.encoding = prepared.sheet.encoding
     report.changed = sorted(changed.values())
@@ -283,6 +297,8 @@ def _validate_streaming(options: JobOptions) -> Report:
             if made.status is Status.PENDING:
                 for request in plan.requests:
                     tally.add(request)
+            if made.status is Status.PENDING and len(report.preview) < options.preview:
+                report.preview.append(shown_row(plan, validator.media, who_gets))
             return made
 
         with validator:
@@ -304,11 +320,26 @@ _TO_SEND = frozenset({Status.PENDING, Status.FAILED})
 
 def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
     """Load the sheet and map its columns; the validator is to be closed after use."""
+    if options.template_replaces is not None and options.template is None:
+        raise UsageError(
+            "--template-replaces says which text column --template replaces, and there is "
+            "no --template.",
+            hint="Add --template FILE, or drop --template-replaces.",
+        )
+    template = read_template(options.template) if options.template is not None else ""
     sheet = load_sheet(options.path, options.sheet)
     where = f"{options.path}" + (f", sheet {sheet.sheet_name!r}" if sheet.sheet_name else "")
     columns = map_columns(
-        sheet.headers, where=where, has_default_sender=bool(options.default_sender)
+        sheet.headers,
+        where=where,
+        has_default_sender=bool(options.default_sender),
+        has_template=bool(template),
     )
+    replaces = None
+    if options.template is not None:
+        replaces = replaced_column(
+            columns, where=where, template=options.template, replaces=options.template_replaces
+        )
     if not sheet.rows:
         named = ", ".join(header for header in sheet.headers if header)
         raise NothingToSend(
@@ -321,7 +352,11 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         folder=options.path.parent,
         allow_loopback_media=options.allow_loopback_media,
         allow_hardlinks=options.allow_hardlinks,
+        template=template,
+        template_name=f"--template {options.template}" if options.template else "",
+        template_replaces=replaces,
     )
+    _check_placeholders(sheet, columns, rules, where)
     escaped = holds_escaped_cells(sheet.kind, columns)
     delimiter = sheet.delimiter if sheet.kind == "csv" else ""
     validator = RowValidator(
@@ -333,6 +368,19 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         formats_problem=sheet.formats_problem,
     )
     return sheet, columns, validator
+
+
+def _check_placeholders(sheet: Sheet, columns: ColumnMap, rules: Rules, where: str) -> None:
+    """Every placeholder names a column, or nothing is sent: a UsageError listing them all."""
+    indexes = [index for kind, index in columns.parts if kind != "media"]
+    indexes = [index for index in indexes if index != rules.template_replaces]
+    if columns.subject is not None:
+        indexes.append(columns.subject)
+    cells = ((row.number, row.cell(index)) for row in sheet.rows for index in indexes)
+    template = [(0, rules.template)] if rules.template else []
+    missing = missing_placeholders(itertools.chain(template, cells), sheet.headers)
+    if missing:
+        raise missing_error(where, missing, sheet.headers)
 
 
 def _planned(
@@ -373,6 +421,12 @@ def changed_note(sent_at: str) -> str:
     """What a row sent earlier and changed since says when it is not sent again."""
     when = f" on {sent_at[:10]}" if sent_at else ""
     return f"changed since it was sent{when}; not sent again (--resend-changed sends the new text)"
+
+
+def who_gets(row: RowPlan) -> str:
+    """Who a planned row's messages reach, as describe_chat says it."""
+    first = row.requests[0]
+    return describe_chat(first.recipients, first.subject, first.chat_id)
 
 
 def describe_chat(recipients: Sequence[str], subject: str, chat_id: str) -> str:

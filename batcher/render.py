@@ -15,6 +15,7 @@ from datetime import datetime
 from batcher.lineplan import LinePlan, Pace
 from batcher.model import Status
 from batcher.pipeline import Changed, Report
+from batcher.preview import Shown
 from batcher.running import Preview, RunReport
 from batcher.senderlines import Barred
 from batcher.sending import Stopped
@@ -48,6 +49,7 @@ def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: 
         lines += ["", "Per line (if Chert refuses nothing):", *line_plan(report.lines, report.pace)]
     lines += _problems(report, width)
     lines += _changed(report.changed, report.resend_changed)
+    lines += preview_lines(report.preview, width)
     if report.media_urls:
         lines += [
             "",
@@ -61,6 +63,15 @@ def validate_summary(report: Report, *, run_options: Sequence[str] = (), width: 
         verb = "fix the invalid rows, or send the others now" if report.problems else "send"
         lines.append(f"Next: {verb} with: {command}")
     return "\n".join(lines)
+
+
+def preview_lines(shown: Sequence[Shown], width: int = 0) -> list[str]:
+    """The first messages to send as recipients will see them (--preview N of them)."""
+    if not shown:
+        return []
+    first = "the first message" if len(shown) == 1 else f"the first {len(shown)} messages"
+    heading = f"Preview: {first} to send, as recipients will see them (--preview N for more):"
+    return ["", heading] + [wrapped(line.describe(), width) for line in shown]
 
 
 def _read_as(report: Report) -> list[str]:
@@ -140,6 +151,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     lines += _changed(report.changed, report.resend_changed)
     lines += _elsewhere(report)
     lines += _barred(report)
+    lines += _limit_sent(report)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -151,7 +163,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
         lines += ["", f"Stopped early: {_stop_advice(report.stopped)}"]
         if not report.stopped.code:
             lines.append(f"Rerun the same command to finish: {rerun}")
-    elif report.by_status[Status.PENDING]:
+    elif report.by_status[Status.PENDING] and not report.limit_held:
         lines.append(f"Next: run the same command again to send what is pending: {rerun}")
     elif report.by_status[Status.INVALID] or report.by_status[Status.FAILED]:
         lines.append("Next: fix the invalid or failed rows in the sheet, then run again.")
@@ -196,6 +208,13 @@ def confirmation(preview: Preview, target: str, rate: float) -> str:
             f"{plural(preview.elsewhere, 'row')}."
         )
     lines += _not_sent(preview)
+    if preview.limit is not None:
+        lines.append(
+            f"--limit {preview.limit}: this run sends {preview.rows} of the "
+            f"{plural(preview.limit_of, 'row')} to send (a chat's rows go together); the rest "
+            "stay pending."
+        )
+    lines += preview_lines(preview.messages)
     lines.append(_how_long(preview.requests, rate))
     return "\n".join(lines)
 
@@ -308,6 +327,15 @@ def _barred(report: RunReport) -> list[str]:
             )
         lines += ["", said]
     return lines
+
+
+def _limit_sent(report: RunReport) -> list[str]:
+    """What --limit let go, and how to send the rest."""
+    if report.limit is None:
+        return []
+    of = len(report.limit_rows) + len(report.limit_held)
+    rest = "; rerun without --limit to send the rest" if report.limit_held else ""
+    return ["", f"--limit {report.limit}: {report.limit_sent} of {plural(of, 'row')} sent{rest}."]
 
 
 def _elsewhere(report: RunReport) -> list[str]:

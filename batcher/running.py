@@ -27,6 +27,7 @@ from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
+from batcher.limiting import limit_rows
 from batcher.lineplan import LinePlan, Pace, line_plans
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
@@ -39,8 +40,10 @@ from batcher.pipeline import (
     prepare,
     row_outcome,
     summarize,
+    who_gets,
 )
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
+from batcher.preview import Shown, first_rows
 from batcher.results import check_writable, write_results
 from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
 from batcher.sending import SendConfig, Sender, SendResult, Tally
@@ -72,6 +75,8 @@ class RunOptions:
     journal: Path | None = None
     # Test-only: cap the journal's size in pages, to meet a real "disk full" (SQLITE_FULL).
     journal_max_pages: int | None = None
+    # --limit: send only the first N rows to send, chats whole (see batcher.limiting).
+    limit: int | None = None
 
     @property
     def journal_path(self) -> Path:
@@ -96,6 +101,11 @@ class Preview:
     # Rows another run is sending right now: this one leaves them alone.
     elsewhere: int = 0
     pace: Pace = field(default_factory=Pace)
+    # The first messages to send, as recipients will see them.
+    messages: tuple[Shown, ...] = ()
+    # --limit N: N, and how many rows there were to send before it.
+    limit: int | None = None
+    limit_of: int = 0
 
 
 @dataclass
@@ -114,6 +124,11 @@ class RunReport(Report):
     barred_rows: dict[int, str] = field(default_factory=dict)  # row → its barred line
     # Why the account's lines were not checked ("" when they were, or nothing was sent).
     lines_unchecked: str = ""
+    # --limit N: N, the rows it let go, and the rows it held back (they stay pending).
+    limit: int | None = None
+    limit_rows: tuple[int, ...] = ()
+    limit_held: tuple[int, ...] = ()
+    limit_sent: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -143,6 +158,14 @@ class RunReport(Report):
                 for line, why in sorted(self.barred.items())
             ],
             lines_unchecked=self.lines_unchecked or None,
+            limit=None
+            if self.limit is None
+            else {
+                "limit": self.limit,
+                "rows_sent": self.limit_sent,
+                "rows_to_send": len(self.limit_rows) + len(self.limit_held),
+                "held_back": list(self.limit_held),
+            },
         )
         return summary
 
@@ -178,6 +201,15 @@ def run_file(
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
+        if todo and options.limit is not None:
+            limited = limit_rows(todo, options.limit)
+            held |= {r.key for r in todo if r.row in limited.held}
+            todo = limited.requests
+            report.limit, report.limit_rows, report.limit_held = (
+                options.limit,
+                limited.rows,
+                limited.held,
+            )
         if todo:
             # Claimed before the confirmation, so that it counts what this run will send.
             claims = Claims(home_folder(), target.account, options.journal_path)
@@ -185,6 +217,13 @@ def run_file(
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
         report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
+        sending = {request.row for request in todo}
+        report.preview = first_rows(
+            (row for row in plan.rows if row.row in sending),
+            options.job.preview,
+            prepared.media,
+            who_gets,
+        )
         if todo and confirm(_preview(plan, todo, held, report)):
             _check_lines(target, options.send.timeout, todo, report)
             held |= {r.key for r in todo if r.row in report.barred_rows}
@@ -206,9 +245,12 @@ def run_file(
         row.row: prepared.carried.get(row.row)
         or (kept[row.row].sent if row.row in kept else None)
         or (_elsewhere(row, report.elsewhere[row.row]) if row.row in report.elsewhere else None)
-        or _settled(row, row_outcome(row, plan.chats, records, conflicts), report)
+        or _settled(
+            row, _limited(row_outcome(row, plan.chats, records, conflicts), row.row, report), report
+        )
         for row in plan.rows
     }
+    report.limit_sent = sum(outcomes[row].status is Status.SENT for row in report.limit_rows)
     try:
         write_results(prepared.sheet, prepared.columns, outcomes, options.job.output)
     except OutputError as error:
@@ -262,6 +304,16 @@ def _claim(claims: Claims, todo: list[Request]) -> dict[int, RunInfo]:
         chats.setdefault(request.chat, []).append(request.key)
     taken = claims.claim(chats)
     return {request.row: taken[request.chat] for request in todo if request.chat in taken}
+
+
+def _limited(outcome: RowOutcome, row: int, report: RunReport) -> RowOutcome:
+    """A row --limit held back stays pending, and says why."""
+    if outcome.status is not Status.PENDING or row not in report.limit_held:
+        return outcome
+    return outcome._replace(
+        error_message=f"held back by --limit {report.limit} (a canary); run again without "
+        "--limit to send it"
+    )
 
 
 def _elsewhere(row: RowPlan, run: RunInfo) -> RowOutcome:
@@ -350,6 +402,10 @@ def validate_command(job: JobOptions, journal: Path, out: Path) -> str:
         words += ["--campaign", job.campaign]
     if job.allow_duplicates:
         words.append("--allow-duplicates")
+    if job.template is not None:
+        words += ["--template", str(job.template)]
+    if job.template_replaces is not None:
+        words += ["--template-replaces", job.template_replaces]
     return shlex.join([*words, "--journal", str(journal), "--out", str(out)])
 
 
@@ -501,4 +557,7 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),
         pace=report.pace,
+        messages=tuple(report.preview),
+        limit=report.limit,
+        limit_of=len(report.limit_rows) + len(report.limit_held),
     )

@@ -17,8 +17,9 @@ from batcher.cells import unescape_csv_cell
 from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
-from batcher.model import Part, Problem
+from batcher.model import Part, PartType, Problem
 from batcher.phones import RETYPE, PhoneBook
+from batcher.templates import Empty, TemplateError, column_keys, has_braces, parse, render
 
 MAX_RECIPIENTS = 31
 # The longest text chert-batch sends in one part (a text, a link, a group's subject), in
@@ -35,6 +36,8 @@ _RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n\uff1b\uff0c\uff5c\u3001]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
 # Keys chert-batch derives itself: a version prefix and 32 hex digits (see batcher.planning).
 DERIVED_KEY = re.compile(r"cb1-[0-9a-f]{32}")
+# The column index the --template text stands in for: no cell of the sheet holds it.
+TEMPLATE = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,11 @@ class Rules:
     allow_loopback_media: bool = False
     # Media files may be hard links (which could be any file on the disk, linked in).
     allow_hardlinks: bool = False
+    # --template: every row's text (placeholders allowed), named as problems name it; it
+    # takes the place of the text column `template_replaces`, else it is the first part.
+    template: str = ""
+    template_name: str = "--template"
+    template_replaces: int | None = None
 
 
 class Message(NamedTuple):
@@ -126,10 +134,13 @@ class RowValidator:
         self.width = len(columns.headers)
         # The columns the header names: up to its last non-empty cell.
         self.named = max((i + 1 for i, header in enumerate(columns.headers) if header), default=0)
-        self.parts = tuple((kind, index, columns.name(index)) for kind, index in columns.parts)
-        self.text_column = next(
-            (columns.name(index) for kind, index in columns.parts if kind == "text"), "Text"
+        self.parts = _part_columns(columns, rules)
+        self.text_column = next((name for kind, _, name in self.parts if kind == "text"), "Text")
+        # Cells that may hold placeholders (text, link and subject), and what they name.
+        self.templated = tuple(index for kind, index, _ in self.parts if kind != "media") + (
+            () if columns.subject is None else (columns.subject,)
         )
+        self.keys = column_keys(columns.headers)
         self.key_column = (
             "idempotency_key"
             if columns.idempotency_key is None
@@ -198,11 +209,18 @@ class RowValidator:
         recipients = self._recipients(row.number, cells, chat_id)
         if isinstance(recipients, Problem):
             return recipients
-        found = self._parts(row.number, cells)
+        rendered = self._render(row.number, cells)
+        if isinstance(rendered, Problem):
+            return rendered
+        found = self._parts(row.number, cells, rendered)
         if isinstance(found, Problem):
             return found
         parts, part_columns = found
-        subject = self._text(cells, columns.subject)
+        subject = (
+            rendered[columns.subject]
+            if columns.subject is not None and columns.subject in rendered
+            else self._text(cells, columns.subject)
+        )
         if subject:
             unsendable = self._unsendable(row.number, columns.subject, subject, "subject")
             if unsendable is not None:
@@ -239,7 +257,51 @@ class RowValidator:
     def _problem(
         self, number: int, index: int | None, value: str, code: int, message: str
     ) -> Problem:
-        return Problem(number, self.columns.name(index), value, code, message)
+        name = self.rules.template_name if index == TEMPLATE else self.columns.name(index)
+        return Problem(number, name, value, code, message)
+
+    def _render(self, number: int, cells: tuple[str, ...]) -> dict[int, str] | Problem:
+        """The row's cells that hold placeholders, filled from its other cells.
+
+        Only cells with braces are rendered (and the --template text, always); the others
+        are read as they are. Substituted values are read as every cell is (`clean`),
+        then cleaned as batcher.templates.clean_value says.
+        """
+        rendered: dict[int, str] = {}
+        for index in self.templated:
+            if index == TEMPLATE:
+                raw = self.rules.template
+            elif has_braces(cells[index]):  # cleaning changes no brace: test the cell first
+                raw = self.clean(cells[index])
+            else:
+                continue
+            try:
+                template = parse(raw)
+            except TemplateError as error:
+                return self._problem(number, index, raw, 1002, str(error))
+            missing = next((p for p in template.placeholders if p.key not in self.keys), None)
+            if missing is not None:
+                return self._problem(
+                    number, index, raw, 1002, f"{missing.shown()} names no column."
+                )
+            text = render(template, lambda key: self.clean(cells[self.keys[key]]))
+            if isinstance(text, Empty):
+                return self._empty(number, index, raw, text)
+            rendered[index] = text.strip()
+        return rendered
+
+    def _empty(self, number: int, index: int, raw: str, empty: Empty) -> Problem:
+        """A placeholder without a fallback whose cell is empty: the row is not sent."""
+        shown, name = empty.placeholder.shown(), empty.placeholder.name
+        column = self.columns.name(self.keys[empty.placeholder.key])
+        return self._problem(
+            number,
+            index,
+            raw,
+            1002,
+            f"{shown} has nothing to fill it: column {column!r} is empty in this row. Fill "
+            f"it in, or give the placeholder a fallback: {{{{{name}|there}}}}.",
+        )
 
     def _beyond_header(self, number: int, cells: tuple[str, ...]) -> Problem | None:
         """A row with text under no header: in a CSV, most often text with unquoted commas.
@@ -385,12 +447,12 @@ class RowValidator:
         return tuple(sorted(found))
 
     def _parts(
-        self, number: int, cells: tuple[str, ...]
+        self, number: int, cells: tuple[str, ...], rendered: dict[int, str]
     ) -> tuple[tuple[Part, ...], tuple[str, ...]] | Problem:
         parts: list[Part] = []
         names: list[str] = []
         for kind, index, name in self.parts:
-            value = self._text(cells, index)
+            value = rendered[index] if index in rendered else self._text(cells, index)
             if not value:
                 continue
             unsendable = self._unsendable(number, index, value, kind)
@@ -447,6 +509,19 @@ class RowValidator:
                     self.media[verdict.ref] = verdict
             self.media_cells[value] = verdict
         return verdict
+
+
+def _part_columns(columns: ColumnMap, rules: Rules) -> tuple[tuple[PartType, int, str], ...]:
+    """Each part's kind, column and name, left to right, with the --template text in place."""
+    parts = [(kind, index, columns.name(index)) for kind, index in columns.parts]
+    if not rules.template:
+        return tuple(parts)
+    template: tuple[PartType, int, str] = ("text", TEMPLATE, rules.template_name)
+    at = next((i for i, (_, index, _) in enumerate(parts) if index == rules.template_replaces), -1)
+    if at < 0:
+        return (template, *parts)
+    parts[at] = template
+    return tuple(parts)
 
 
 def _excerpt(text: str, limit: int = 40) -> str:

@@ -1,6 +1,8 @@
 """Write samples/contacts.xlsx and samples/contacts.csv from one table of realistic rows.
 
-Run `python samples/make_samples.py` after changing the rows. In the XLSX some
+Run `python samples/make_samples.py` after changing the rows. Some texts greet people
+with the placeholder {{First name}} ({{First name|there}} where the cell may be empty).
+In the XLSX some
 phone numbers are numeric cells, as Excel makes them when someone types them,
 and one is formatted as scientific: the damage chert-batch must handle.
 """
@@ -23,11 +25,11 @@ SCIENTIFIC = "14155500000"  # someone typed 1.41555E+10: the digits are already 
 # One row per line reads like the sheet itself.
 # fmt: off
 ROWS: list[list[str]] = [
-    ["Sam", DEMO, "+1 415 555 1234", "", "Hi Sam, thanks for stopping by our booth! "
+    ["Sam", DEMO, "+1 415 555 1234", "", "Hi {{First name}}, thanks for stopping by our booth! "
      "Want a 15-minute demo next week?", "", "", "dana"],
-    ["Priya", DEMO, "(415) 555-2671", "", "Hi Priya, great meeting you at SaaStr. "
+    ["Priya", DEMO, "(415) 555-2671", "", "Hi {{First name}}, great meeting you at SaaStr. "
      "Can I send over the pricing sheet?", "", "", "dana"],
-    ["Marcus", DEMO, "14155553390", "", "Hi Marcus, your trial ends Friday. "
+    ["Marcus", DEMO, "14155553390", "", "Hi {{First name|there}}, your trial ends Friday. "
      "Any questions before then?", "", "", "dana"],
     ["Lena", DEMO, "+44 20 7946 0958", "", "Hi Lena, following up on the London pilot. "
      "Does Thursday work?", "", "", "li"],
@@ -36,8 +38,10 @@ ROWS: list[list[str]] = [
      "", "launch-banner.png", "li"],
     ["Dev", EVENTS, "tel:+1-628-555-2147", "", "Hi Dev, your badge is waiting at the front desk.",
      "", "", "li"],
-    ["Kim", EVENTS, "16505558812", "", "Hi Kim, we saved you a seat at the keynote.", "", "", "li"],
-    ["Omar", EVENTS, "1-212-555-4410", "", "Hi Omar, the workshop moved to room 4B.", "", "", "li"],
+    ["Kim", EVENTS, "16505558812", "", "Hi {{First name|there}}, we saved you a seat at the "
+     "keynote.", "", "", "li"],
+    ["", EVENTS, "1-212-555-4410", "", "Hi {{First name|there}}, the workshop moved to room 4B.",
+     "", "", "li"],
     ["Lucía", EVENTS, "+34 612 345 678", "", "Hola Lucía, gracias por venir. ¿Hablamos el lunes?",
      "", "", "li"],
     ["Ben", DEMO, "442079460123", "", "Hi Ben, the contract is ready for your signature.", "",
@@ -51,7 +55,7 @@ ROWS: list[list[str]] = [
      "Kickoff notes are up, agenda below.", "https://example.com/pilot", "", "li"],
     ["Sam", DEMO, "+1 415 555 1234", "", "Here is the deck I mentioned.",
      "https://example.com/deck", "", "dana"],
-    ["Priya", DEMO, "(415) 555-2671", "", "Hi Priya, great meeting you at SaaStr. "
+    ["Priya", DEMO, "(415) 555-2671", "", "Hi {{First name}}, great meeting you at SaaStr. "
      "Can I send over the pricing sheet?", "", "", "dana"],
     [],
     ["Nina", DEMO, "415-555-12", "", "Hi Nina, welcome aboard!", "", "", "li"],

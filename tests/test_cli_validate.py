@@ -161,19 +161,22 @@ SHARED_VALUES: dict[str, list[str]] = {
     "--allow-loopback-media": [],
     "--line-gap": ["300"],
     "--line-daily": ["20"],
+    "--template": ["{tmp}/message.txt"],
+    "--template-replaces": ["Text"],
 }
 
 
 def test_every_shared_option_is_carried_to_run(tmp_path: Path) -> None:
-    """Each option validate shares with run (but --json) reaches the Next command."""
+    """Each option validate shares with run (but --json, --preview) reaches the Next command."""
     validate, run = main.commands["validate"], main.commands["run"]
     shared = {
         param.opts[0]
         for param in validate.params
         if isinstance(param, click.Option) and param.name in {p.name for p in run.params}
     }
-    assert shared - {"--json"} == set(SHARED_VALUES)
+    assert shared - {"--json", "--preview"} == set(SHARED_VALUES)
     path = write_xlsx(tmp_path / "in.xlsx", WORLDWIDE, sheet="Leads")
+    (tmp_path / "message.txt").write_text("Hello", encoding="utf-8")
     given = {
         option: [value.format(tmp=tmp_path) for value in values]
         for option, values in SHARED_VALUES.items()

@@ -269,6 +269,23 @@ def test_confirm_then_watch_the_bar_and_the_summary(terminal: Terminal) -> None:
 
 
 @needs_tmux
+def test_the_confirmation_previews_what_a_limited_run_sends(terminal: Terminal) -> None:
+    """The prompt shows the first messages as recipients will see them, and what --limit holds."""
+    small_sheet(terminal.folder)
+    terminal.start(["run", "in.csv", "--sandbox", "--limit", "1"])
+    asked = terminal.wait_for("Send them? [y/N]: ")
+    assert "About to send 1 message for 1 row to sandbox" in asked
+    assert (
+        "--limit 1: this run sends 1 of the 2 rows to send (a chat's rows go together); the "
+        "rest stay pending."
+    ) in asked
+    assert "Preview: the first message to send, as recipients will see them" in asked
+    assert f"  row 2: {LINE_A} -> {recipient(1)}: Hello\n" in asked
+    terminal.send("n", "Enter")
+    assert terminal.exit_code() == 1
+
+
+@needs_tmux
 @pytest.mark.parametrize(
     ("keys", "code", "said"),
     [

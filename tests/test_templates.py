@@ -1,0 +1,119 @@
+"""Placeholders as pure functions: parsing, rendering, cleaning, and names no column has."""
+
+from __future__ import annotations
+
+import pytest
+
+from batcher.templates import (
+    Empty,
+    Placeholder,
+    TemplateError,
+    clean_value,
+    missing_placeholders,
+    parse,
+    render,
+)
+
+ROW = {"firstname": "Sam", "venue": "Café Nord", "empty": "", "spaces": "  Ana  "}
+
+
+def filled(text: str) -> str | Empty:
+    return render(parse(text), lambda key: ROW[key])
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("no placeholder", "no placeholder"),
+        ("Hi {{First Name}}!", "Hi Sam!"),
+        ("Hi {{first_name}}, {{FIRST-NAME}}, {{ firstName }}", "Hi Sam, Sam, Sam"),
+        ("{{Venue}}", "Café Nord"),
+        ("Hi {{Empty|there}},", "Hi there,"),
+        ("Hi {{Empty | there }},", "Hi there,"),
+        ("Hi {{Empty|}},", "Hi ,"),
+        ("Hi {{First Name|there}}", "Hi Sam"),
+        ("Hi {{Spaces}}.", "Hi Ana."),
+        ("a {single} brace, {{Venue}} }{", "a {single} brace, Café Nord }{"),
+        ("{{Empty|Grüße, 你好 👋}}", "Grüße, 你好 👋"),
+        ("{{Empty|a|b}}", "a|b"),
+    ],
+)
+def test_render(text: str, shown: str) -> None:
+    """Each placeholder is filled from its column, or its fallback when the cell is empty."""
+    assert filled(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "placeholder"),
+    [
+        ("Hi {{Empty}}", Placeholder("Empty", None, "empty")),
+        ("{{Venue}} {{ empty }}", Placeholder("empty", None, "empty")),
+    ],
+)
+def test_an_empty_cell_without_a_fallback_renders_nothing(
+    text: str, placeholder: Placeholder
+) -> None:
+    """An empty cell behind a placeholder without a fallback is reported, not sent as ''."""
+    assert filled(text) == Empty(placeholder, placeholder.name)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Hi {{First Name}", "a stray '{{' at character 4"),
+        ("Hi {First Name}}", "a stray '}}' at character 15"),
+        ("Hi {{{First Name}}}", "a stray '{{' at character 4"),
+        ("Hi {{First Name}}}", "a stray '}}' at character 17"),
+        ("{{a{{b}}}}", "a stray '{{' at character 1"),
+        ("}} {{Venue}}", "a stray '}}' at character 1"),
+        ("Hi {{}}", "'{{}}' at character 4 names no column"),
+        ("Hi {{ |x}}", "'{{ |x}}' at character 4 names no column"),
+    ],
+)
+def test_stray_braces_say_where(text: str, said: str) -> None:
+    """Braces that are not a whole placeholder are refused, naming the character."""
+    with pytest.raises(TemplateError) as raised:
+        parse(text)
+    assert str(raised.value).startswith(said)
+
+
+@pytest.mark.parametrize(
+    ("value", "cleaned"),
+    [
+        ("  Sam  ", "Sam"),
+        ("Sam\u200b", "Sam"),
+        ("\ufeffSam", "Sam"),
+        ("S\u2060am", "Sam"),
+        ("Mary\u00a0Ann", "Mary Ann"),
+        ("Mary\u202fAnn\u00a0", "Mary Ann"),
+        ("\u200dSam\u200c", "Sam"),
+        ("\u0645\u06cc\u200c\u0631\u0648\u0645", "\u0645\u06cc\u200c\u0631\u0648\u0645"),
+        ("👨\u200d👩\u200d👧", "👨\u200d👩\u200d👧"),
+        ("\u200b \u00a0", ""),
+        ("Anne-Marie O'Neil", "Anne-Marie O'Neil"),
+    ],
+)
+def test_clean_value(value: str, cleaned: str) -> None:
+    """Values are trimmed, lose invisible characters, and get plain spaces; nothing else."""
+    assert clean_value(value) == cleaned
+
+
+def test_the_cells_own_text_is_not_cleaned() -> None:
+    """Only the substituted value is cleaned: the text around it is sent as written."""
+    assert filled("Hi\u00a0{{Spaces}}\u200b!") == "Hi\u00a0Ana\u200b!"
+
+
+@pytest.mark.parametrize(
+    ("cells", "missing"),
+    [
+        ([(2, "Hi {{First Name}}")], {}),
+        ([(2, "Hi {{Frist Name}}"), (3, "{{frist_name|x}}")], {"Frist Name": [2, 3]}),
+        ([(2, "{{Place}} {{Place}}"), (4, "{{Town}}")], {"Place": [2], "Town": [4]}),
+        ([(0, "Hi {{Nick}}"), (2, "{{Nick}}")], {"Nick": [0, 2]}),
+        ([(2, "Hi {{Frist Name}")], {}),  # a stray brace: the row's own problem
+    ],
+)
+def test_missing_placeholders(cells: list[tuple[int, str]], missing: dict[str, list[int]]) -> None:
+    """Every placeholder naming no column is found, with the rows it is in."""
+    headers = ("First Name", "", "Venue")
+    assert missing_placeholders(cells, headers) == missing
