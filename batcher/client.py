@@ -13,6 +13,7 @@ import ipaddress
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -121,6 +122,17 @@ class ChertClient:
         headers = {"Content-Type": "application/json", **self.credentials.headers(body)}
         try:
             response = await self.http.post(self.base_url + path, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return Unanswered("no answer before the timeout")
+        except httpx.TransportError as exc:
+            return Unanswered(f"connection failed ({type(exc).__name__})")
+        return read_answer(response)
+
+    async def get(self, path: str, params: Mapping[str, str]) -> Answer | Unanswered:
+        """GET a resource (signed over an empty body); an Answer, or Unanswered for none."""
+        headers = self.credentials.headers(b"")
+        try:
+            response = await self.http.get(self.base_url + path, params=params, headers=headers)
         except httpx.TimeoutException:
             return Unanswered("no answer before the timeout")
         except httpx.TransportError as exc:
