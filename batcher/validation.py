@@ -347,6 +347,10 @@ def _split_recipients(cell: str) -> list[str]:
     return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
 
 
+# Suppression files (batcher.audience) split their cells the same way.
+split_recipients = _split_recipients
+
+
 def _scientific_cell(shown: str) -> str:
     return (
         f"the cell is formatted as scientific ({shown}), so the spreadsheet has already "
