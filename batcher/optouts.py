@@ -97,7 +97,7 @@ def _is_edge(ch: str) -> bool:
 
 def now_iso() -> str:
     """The current time as the list writes it: 2026-11-30T12:00:00Z."""
-    return iso(datetime.now(UTC))
+    return iso(datetime.now(UTC).replace(microsecond=0))
 
 
 def iso(moment: datetime) -> str:
