@@ -838,7 +838,5 @@ def sandbox(
     click.echo("Sandbox stopped.")
 
 
-# Registered last: the opt-out commands use the helpers above.
-from batcher.cli_optouts import optouts  # noqa: E402
-
-main.add_command(optouts)
+# Last, since the opt-out commands use the helpers above: the module adds them to `main`.
+import batcher.cli_optouts  # noqa: E402, F401

@@ -1,8 +1,8 @@
 """`chert-batch optouts`: the opt-out list's commands, a part of the command line.
 
-Kept apart from batcher/cli.py, which registers this group at its end and whose
-helpers (account options, credentials, signals, errors) it uses: import batcher.cli,
-not this module, to get the whole command line.
+Kept apart from batcher/cli.py, whose helpers (account options, credentials,
+signals, errors) it uses, and which imports it at its end: the group adds itself to
+`main` here, so either module may be imported first.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from batcher.cli import (
     _Stop,
     _stop_signals_raise,
     account_options,
+    main,
 )
 from batcher.client import AuthMode, Credentials, check_base_url
 from batcher.errors import BatchError, InputError, UsageError
@@ -224,3 +225,6 @@ def _store() -> Iterator[OptOuts]:
             yield store
     except BatchError as error:
         _fail(error)
+
+
+main.add_command(optouts)

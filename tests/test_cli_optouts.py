@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -181,3 +183,31 @@ def test_every_optouts_command_and_option_is_documented() -> None:
             for option in param.opts if isinstance(param, click.Option) else ():
                 if option.startswith("--") and option != "--help":
                     assert f"`{option}" in README, f"optouts {name} {option}"
+
+
+def test_an_unusable_home_is_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHERT_BATCH_HOME naming a file, or a list file that is not SQLite: exit 2, the fix."""
+    not_a_folder = tmp_path / "home"
+    not_a_folder.write_text("", encoding="utf-8")
+    monkeypatch.setenv("CHERT_BATCH_HOME", str(not_a_folder))
+    result = optouts("list")
+    assert result.exit_code == 2
+    assert f"Error: the chert-batch home {not_a_folder} cannot be used" in result.output
+    assert "Set CHERT_BATCH_HOME to a folder you can write to." in result.output
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "optouts.sqlite").write_text("not a database", encoding="utf-8")
+    monkeypatch.setenv("CHERT_BATCH_HOME", str(folder))
+    result = optouts("add", SAM)
+    assert result.exit_code == 2
+    assert "cannot be used (file is not a database)" in result.output
+
+
+def test_the_optouts_module_may_be_imported_first() -> None:
+    """Importing batcher.cli_optouts before batcher.cli still gives the whole command line."""
+    code = "import batcher.cli_optouts; from batcher.cli import main; print(sorted(main.commands))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "'optouts'" in done.stdout
