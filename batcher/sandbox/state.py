@@ -317,8 +317,10 @@ class State:
         chat_id = self._memory.chat_by_members.get((inbound.line, frozenset({inbound.sender})))
         if chat_id is not None:
             return self._memory.chats[chat_id]
-        members = (inbound.sender,)
-        return self._open_chat(str(uuid.uuid4()), inbound.line, members, inbound.sender, now)
+        chat = self._chat(str(uuid.uuid4()), inbound.line, (inbound.sender,), inbound.sender, now)
+        self._memory.chats[chat.id] = chat
+        self._memory.chat_by_members[(inbound.line, frozenset({inbound.sender}))] = chat.id
+        return chat
 
     # Bookkeeping ---------------------------------------------------------
 
@@ -406,11 +408,16 @@ class State:
             display_name = request.message.subject or ", ".join(request.recipients)
         else:
             display_name = request.recipients[0]
-        return self._open_chat(chat_id, request.sender, request.recipients, display_name, now)
+        chat = self._chat(chat_id, request.sender, request.recipients, display_name, now)
+        self._memory.chats[chat_id] = chat
+        self._memory.chat_by_members[(request.sender, frozenset(request.recipients))] = chat_id
+        self._memory.senders_seen[request.sender] = None
+        return chat
 
-    def _open_chat(
+    def _chat(
         self, chat_id: str, sender: str, recipients: tuple[str, ...], display_name: str, now: float
     ) -> Chat:
+        """A chat and the JSON object the API shows for it (not yet in memory)."""
         is_group = len(recipients) > 1
         payload: Json = {
             "id": chat_id,
@@ -421,11 +428,7 @@ class State:
             "health_score": self.config.health_score,
             "created_at": iso_z(now),
         }
-        chat = Chat(chat_id, sender, recipients, is_group, payload)
-        self._memory.chats[chat_id] = chat
-        self._memory.chat_by_members[(sender, frozenset(recipients))] = chat_id
-        self._memory.senders_seen[sender] = None
-        return chat
+        return Chat(chat_id, sender, recipients, is_group, payload)
 
     def _follow_up(self, chat_id: str, body: Json, now: float) -> Answer:
         chat = self._memory.chats.get(chat_id)
