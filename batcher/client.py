@@ -13,7 +13,6 @@ import ipaddress
 import json
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -128,11 +127,11 @@ class ChertClient:
             return Unanswered(f"connection failed ({type(exc).__name__})")
         return read_answer(response)
 
-    async def get(self, path: str, params: Mapping[str, str]) -> Answer | Unanswered:
-        """GET a resource (signed over an empty body); an Answer, or Unanswered for none."""
+    async def get(self, path: str) -> Answer | Unanswered:
+        """GET a route (signed over an empty body); an Answer for any response, else Unanswered."""
         headers = self.credentials.headers(b"")
         try:
-            response = await self.http.get(self.base_url + path, params=params, headers=headers)
+            response = await self.http.get(self.base_url + path, headers=headers)
         except httpx.TimeoutException:
             return Unanswered("no answer before the timeout")
         except httpx.TransportError as exc:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -458,7 +459,7 @@ async def _page(
 ) -> tuple[list[Any], str | None]:
     """One page of the event log: its events and next cursor, retried where that helps."""
     for attempt in range(ATTEMPTS):
-        answer = await client.get("/events", params)
+        answer = await client.get(f"/events?{urlencode(params)}")
         if isinstance(answer, Answer) and answer.ok:
             return _page_of(answer)
         wait = _retry_wait(answer, attempt)
