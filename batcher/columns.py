@@ -47,11 +47,6 @@ def header_key(header: str) -> str:
     return _HEADER_NOISE.sub("", header.lstrip("'")).lower()
 
 
-def is_recipients_header(header: str) -> bool:
-    """Whether a header names a recipients column (To, Phone, Mobile, To 2, ...)."""
-    return _RECIPIENTS.fullmatch(header_key(header)) is not None
-
-
 def column_name(headers: tuple[str, ...], index: int) -> str:
     """How to name a column to a person: its header, or its letter when it has none."""
     return headers[index] if headers[index] else f"column {column_letter(index)}"
@@ -103,7 +98,7 @@ def map_columns(headers: tuple[str, ...], *, where: str, has_default_sender: boo
         for result in RESULT_COLUMNS:
             if key == header_key(result):
                 results.setdefault(result, index)
-        if is_recipients_header(header):
+        if _RECIPIENTS.fullmatch(key):
             recipients.append(index)
             continue
         part = next((kind for kind, rx in _PARTS.items() if rx.fullmatch(key)), None)
@@ -171,7 +166,7 @@ def _several(headers: tuple[str, ...], indexes: list[int]) -> str:
 def _check_usable(columns: ColumnMap, *, where: str, has_default_sender: bool) -> None:
     found = ", ".join(repr(h) for h in columns.headers if h) or "nothing"
     if not columns.recipients and columns.chat_id is None:
-        if looks_like_data(columns.headers):
+        if _looks_like_data(columns.headers):
             raise InputError(
                 f"{where}: the first row holds data ({found}), not column names.",
                 hint="Insert a header row first, e.g. From, To, Text.",
@@ -193,6 +188,17 @@ def _check_usable(columns: ColumnMap, *, where: str, has_default_sender: bool) -
         )
 
 
-def looks_like_data(headers: tuple[str, ...]) -> bool:
+def _looks_like_data(headers: tuple[str, ...]) -> bool:
     """A header row that is really a data row: some cell is mostly digits, like a phone number."""
     return any(sum(ch.isdigit() for ch in header) >= 7 for header in headers)
+
+
+def is_recipients_header(header: str) -> bool:
+    """Whether a header names a recipients column (To, Phone, Mobile, To 2, ...), as map_columns
+    reads it: suppression files find their phone columns with it."""
+    return _RECIPIENTS.fullmatch(header_key(header)) is not None
+
+
+def looks_like_data(headers: tuple[str, ...]) -> bool:
+    """Whether a header row is really a row of data, such as a phone number: no header at all."""
+    return _looks_like_data(headers)

@@ -347,12 +347,13 @@ def _split_recipients(cell: str) -> list[str]:
     return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
 
 
-# Suppression files (batcher.audience) split their cells the same way.
-split_recipients = _split_recipients
-
-
 def _scientific_cell(shown: str) -> str:
     return (
         f"the cell is formatted as scientific ({shown}), so the spreadsheet has already "
         f"rounded away digits and the real number cannot be recovered. {RETYPE}"
     )
+
+
+def split_recipients(cell: str) -> list[str]:
+    """The numbers written in one recipients cell: suppression files split theirs alike."""
+    return _split_recipients(cell)
