@@ -25,7 +25,8 @@ import json
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,35 +270,20 @@ class OptOuts:
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
 
-    def _writing(self) -> _Writing:
-        return _Writing(self)
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One short write transaction; SQLite's errors (disk full, say) become an OutputError."""
+        try:
+            with transaction(self.db):
+                yield
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def _failed(self, exc: sqlite3.Error) -> OutputError:
         return OutputError(
             f"the opt-out list {self.path} cannot be used ({exc}).",
             hint=f"Check the disk, or set {HOME_ENV} to a folder you can write to.",
         )
-
-
-class _Writing:
-    """One short write transaction on the list; SQLite's errors become an OutputError."""
-
-    def __init__(self, store: OptOuts) -> None:
-        self.store = store
-        self.inner = transaction(store.db)
-
-    def __enter__(self) -> None:
-        try:
-            self.inner.__enter__()
-        except sqlite3.Error as exc:
-            raise self.store._failed(exc) from None
-
-    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        try:
-            self.inner.__exit__(kind, *rest)
-        except sqlite3.Error as exc:
-            if kind is None:
-                raise self.store._failed(exc) from None
 
 
 # --- pull ------------------------------------------------------------------------------------
@@ -361,7 +347,10 @@ class _Pulling:
         for event in events:
             reply = read_reply(event)
             if reply is None:
-                self.unreadable += isinstance(event, dict) and event.get("type") in (RECEIVED, None)
+                # Another type of event is none of this pull's business; a reply it cannot
+                # read is counted, so that the summary can say so.
+                if isinstance(event, dict) and event.get("type", RECEIVED) == RECEIVED:
+                    self.unreadable += 1
                 continue
             if reply.event_id in self.read or self.start.has_read(reply.at, reply.event_id):
                 continue

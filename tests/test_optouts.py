@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from batcher.client import ChertClient, Credentials
-from batcher.errors import PullFailed
+from batcher.errors import OutputError, PullFailed
 from batcher.home import account_id
 from batcher.optouts import OPTOUTS, OptOut, OptOuts, Position, PullReport, is_opt_out, pull
 from batcher.sandbox import RunningSandbox, SandboxConfig, State, running_sandbox
@@ -102,6 +102,17 @@ def test_a_position_never_moves_back(batch_home: Path) -> None:
         store.advance("acct", Position(two, frozenset({"c"})))
         assert store.position("acct") == Position(two, frozenset({"b", "c"}))
         assert store.position("other") == Position()
+
+
+def test_a_full_disk_is_an_output_error_and_adds_nothing(batch_home: Path) -> None:
+    """A write SQLite cannot finish (the file may not grow) is the list's error, rolled back."""
+    with OptOuts() as store:
+        (pages,) = store.db.execute("PRAGMA page_count").fetchone()
+        store.db.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(OutputError) as failed:
+            store.add(entry(recipient(n)) for n in range(3000))
+        assert f"the opt-out list {batch_home / OPTOUTS} cannot be used" in str(failed.value)
+        assert store.entries() == []
 
 
 _ADDER = """
