@@ -173,6 +173,39 @@ def job_options(command: F) -> F:
     return command
 
 
+def account_options(command: F) -> F:
+    """The options that say which account a command talks to: `run`, `optouts pull`."""
+    decorators = [
+        click.option(
+            "--auth",
+            type=click.Choice(["bearer", "hmac"]),
+            default="bearer",
+            show_default=True,
+            help="How to authenticate with CHERT_SIGNING_SECRET.",
+        ),
+        click.option(
+            "--tenant", envvar="CHERT_TENANT", metavar="SLUG", help="Tenant slug for --auth hmac."
+        ),
+        click.option(
+            "--base-url",
+            envvar="CHERT_BASE_URL",
+            metavar="URL",
+            default=DEFAULT_BASE_URL,
+            show_default=True,
+            help="Chert API base URL (plain http:// only to this machine).",
+        ),
+        click.option(
+            "--sandbox",
+            "use_sandbox",
+            is_flag=True,
+            help="Use a local sandbox started for this command: no account, no network.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
 def _fail(error: BatchError) -> None:
     click.echo(f"Error: {error}", err=True)
     raise SystemExit(error.exit_code)
@@ -454,30 +487,7 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     show_default=True,
     help="Seconds to wait for each answer.",
 )
-@click.option(
-    "--auth",
-    type=click.Choice(["bearer", "hmac"]),
-    default="bearer",
-    show_default=True,
-    help="How to authenticate with CHERT_SIGNING_SECRET.",
-)
-@click.option(
-    "--tenant", envvar="CHERT_TENANT", metavar="SLUG", help="Tenant slug for --auth hmac."
-)
-@click.option(
-    "--base-url",
-    envvar="CHERT_BASE_URL",
-    metavar="URL",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="Chert API base URL (plain http:// only to this machine).",
-)
-@click.option(
-    "--sandbox",
-    "use_sandbox",
-    is_flag=True,
-    help="Send to a local sandbox started for this run: no account, no network.",
-)
+@account_options
 @click.option("--yes", "-y", is_flag=True, help="Send without asking first.")
 @click.option(
     "--limit",
@@ -931,3 +941,7 @@ def sandbox(
             "Try another --port, or --port 0 for a free one."
         ) from None
     click.echo("Sandbox stopped.")
+
+
+# Last, since the opt-out commands use the helpers above: the module adds them to `main`.
+import batcher.cli_optouts  # noqa: E402, F401

@@ -215,9 +215,11 @@ class ChertClient:
         """GET a route (signed over an empty body); an Answer for any response, else Unanswered."""
         headers = self.credentials.headers(b"")
         try:
-            response = await self.http.get(self.base_url + path, headers=headers)
+            response = await self._send("GET", self.base_url + path, b"", headers)
         except httpx.TimeoutException:
             return Unanswered("no answer before the timeout")
+        except httpx.ConnectError as exc:
+            return Unanswered(f"{CONNECT_FAILED} ({_cause(exc)})")
         except httpx.TransportError as exc:
             return Unanswered(f"connection failed ({type(exc).__name__})")
         return read_answer(response)

@@ -213,3 +213,14 @@ def _check_usable(
 def _looks_like_data(headers: tuple[str, ...]) -> bool:
     """A header row that is really a data row: some cell is mostly digits, like a phone number."""
     return any(sum(ch.isdigit() for ch in header) >= 7 for header in headers)
+
+
+def is_recipients_header(header: str) -> bool:
+    """Whether a header names a recipients column (To, Phone, Mobile, To 2, ...), as map_columns
+    reads it: suppression files find their phone columns with it."""
+    return _RECIPIENTS.fullmatch(header_key(header)) is not None
+
+
+def looks_like_data(headers: tuple[str, ...]) -> bool:
+    """Whether a header row is really a row of data, such as a phone number: no header at all."""
+    return _looks_like_data(headers)

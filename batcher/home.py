@@ -7,9 +7,10 @@ runs use at once: WAL, a busy timeout, and short transactions.
 `history.sqlite` holds, per account, the keys that runs are sending right now
 (`claims`, with the `runs` that hold them), so that two runs of one sheet with
 different journals never send a key at the same time. The send history (a `sent`
-table per account) and the opt-out list are meant to join it, under the same
-account ids. An account is its base URL and tenant, or, for bearer auth without a
-tenant, a one-way fingerprint of the secret: the secret itself is never stored.
+table per account) is meant to join it, under the same account ids. An account is
+its base URL and tenant, or, for bearer auth without a tenant, a one-way fingerprint
+of the secret: the secret itself is never stored. The opt-out list is
+`optouts.sqlite` (see batcher.optouts), one for the whole home.
 
 A claim names its run (pid, host, start, journal). A run that died leaves its claims
 to be taken over: its pid is gone (same host), or its lease ran out (no heartbeat
@@ -67,6 +68,37 @@ def home_folder() -> Path:
     return Path(chosen).expanduser() if chosen else Path(platformdirs.user_data_dir("chert-batch"))
 
 
+def open_home_db(folder: Path, name: str, schema: Sequence[str]) -> sqlite3.Connection:
+    """Open one of the home's SQLite files, making its tables: WAL and a busy timeout.
+
+    Autocommit, so that every change is an explicit short `transaction`. Raises
+    OutputError, with what to do, when the folder or the file cannot be used.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(folder / name, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with transaction(db):
+                for statement in schema:
+                    db.execute(statement)
+        except sqlite3.Error:
+            db.close()
+            raise
+    except (OSError, sqlite3.Error) as exc:
+        raise OutputError(
+            f"the chert-batch home {folder} cannot be used ({_cause(exc)}).",
+            hint=f"Set {HOME_ENV} to a folder you can write to.",
+        ) from None
+    return db
+
+
+def transaction(db: sqlite3.Connection) -> _Transaction:
+    """BEGIN IMMEDIATE … COMMIT around a `with` block, rolled back on any exception."""
+    return _Transaction(db)
+
+
 def account_id(base_url: str, tenant: str, secret: str) -> str:
     """Who a run sends as: base URL and tenant, or a one-way fingerprint of a bearer secret."""
     if tenant:
@@ -110,19 +142,7 @@ class Claims:
             str(journal.resolve()),
             time.time(),
         )
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            with self._transaction():
-                for statement in _SCHEMA:
-                    self.db.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
-            raise OutputError(
-                f"the chert-batch home {folder} cannot be used ({_cause(exc)}).",
-                hint=f"Set {HOME_ENV} to a folder you can write to.",
-            ) from None
+        self.db = open_home_db(folder, HISTORY, _SCHEMA)
 
     def claim(self, chats: Mapping[str, Sequence[str]]) -> dict[str, RunInfo]:
         """Claim the keys of each chat, all of a chat or none; chats another live run holds.
@@ -200,7 +220,7 @@ class Claims:
         return {key: runs[run_id] for key, run_id in rows if run_id in runs and run_id not in dead}
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+        return transaction(self.db)
 
     def _failed(self, exc: sqlite3.Error) -> OutputError:
         return OutputError(

@@ -547,3 +547,8 @@ def _scientific_cell(shown: str) -> str:
         f"the cell is formatted as scientific ({shown}), so the spreadsheet has already "
         f"rounded away digits and the real number cannot be recovered. {RETYPE}"
     )
+
+
+def split_recipients(cell: str) -> list[str]:
+    """The numbers written in one recipients cell: suppression files split theirs alike."""
+    return _split_recipients(cell)

@@ -5,12 +5,14 @@ is only ever bound to loopback):
 
 - ``POST /api/v1/chats``, ``POST /api/v1/chats/{id}/messages``,
   ``GET /api/v1/messages/{id}``, ``POST /api/v1/attachments``,
-  ``GET /api/v1/phone-numbers``;
+  ``GET /api/v1/phone-numbers``, ``GET /api/v1/events`` (the event log, see
+  ``batcher.sandbox.events``);
 - ``PUT /_sandbox/uploads/{attachment_id}``: the upload URL that
   ``POST /attachments`` hands out (bearer only, as documented);
 - ``GET /_sandbox/messages`` (the delivery ledger), ``GET /_sandbox/stats``,
   ``GET /_sandbox/requests`` (every API request with its arrival time),
-  ``POST /_sandbox/reset``.
+  ``POST /_sandbox/reset``, ``POST /_sandbox/inbound`` (a reply: ``{"from":
+  recipient, "line": sender, "text", "chat_id"?}``).
 
 Choices where the docs are silent:
 
@@ -48,6 +50,7 @@ from starlette.types import Receive, Scope, Send
 from batcher.sandbox.auth import Credentials, authenticate
 from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.errors import UNAVAILABLE, ApiError, invalid, not_found
+from batcher.sandbox.events import parse_inbound, parse_query
 from batcher.sandbox.rules import parse_json_object
 from batcher.sandbox.state import Answer, Faults, Json, State, encode
 
@@ -283,6 +286,10 @@ class Sandbox:
         """GET /phone-numbers."""
         return self.state.phone_numbers()
 
+    def events(self, request: Request, payload: Json, exchange: Exchange) -> Answer:
+        """GET /events."""
+        return self.state.events(parse_query(request.query_params))
+
     def reserve_attachment(self, request: Request, payload: Json, exchange: Exchange) -> Answer:
         """POST /attachments."""
         base = str(request.base_url).rstrip("/")
@@ -344,6 +351,14 @@ class Sandbox:
         """GET /_sandbox/requests."""
         return self.plain(self.state.requests())
 
+    async def inbound(self, request: Request) -> Response:
+        """POST /_sandbox/inbound: simulate a reply from a recipient to a line."""
+        try:
+            inbound = parse_inbound(parse_json_object(await request.body()))
+            return self.plain(self.state.receive(inbound, self.state.clock()))
+        except ApiError as error:
+            return error_response(error, new_trace_id())
+
     async def reset(self, request: Request) -> Response:
         """POST /_sandbox/reset."""
         self.state.reset()
@@ -380,12 +395,14 @@ class Sandbox:
             ),
             Route(f"{API_PREFIX}/messages/{{message_id}}", api(self.get_message), methods=["GET"]),
             Route(f"{API_PREFIX}/phone-numbers", api(self.phone_numbers), methods=["GET"]),
+            Route(f"{API_PREFIX}/events", api(self.events), methods=["GET"]),
             Route(f"{API_PREFIX}/{{rest:path}}", self.api_not_found, methods=ALL_METHODS),
             Route(f"{UPLOAD_PREFIX}/{{attachment_id}}", self.upload, methods=["PUT"]),
             Route("/_sandbox/messages", self.ledger, methods=["GET"]),
             Route("/_sandbox/stats", self.stats, methods=["GET"]),
             Route("/_sandbox/requests", self.requests, methods=["GET"]),
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
+            Route("/_sandbox/inbound", self.inbound, methods=["POST"]),
             Route("/{rest:path}", self.not_found, methods=ALL_METHODS),
         ]
 

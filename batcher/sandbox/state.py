@@ -22,6 +22,9 @@ Choices where the docs are silent:
   that is not the tenant's: they name no code of its own for it. (Lines are
   fixed at start-up, so no chat of an inactive line exists to follow up in.)
 - a group created without a subject is named by its recipients, comma-separated.
+- a reply (``POST /_sandbox/inbound``) goes into the chat it names, else the line's
+  direct chat with its sender, opened for it if there is none (not a first touch);
+  it is kept as an inbound message of that chat and a ``message.received`` event.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from batcher.sandbox.errors import (
     missing,
     not_found,
 )
+from batcher.sandbox.events import EventLog, EventQuery, Inbound, received_event
 from batcher.sandbox.limits import FirstTouchLimiter, RateLimiter
 from batcher.sandbox.rules import (
     CreateChat,
@@ -121,6 +125,7 @@ class _Memory:
     attachments: dict[str, Attachment] = field(default_factory=dict)
     ledger: list[Json] = field(default_factory=list)
     requests: list[Json] = field(default_factory=list)
+    events: EventLog = field(default_factory=EventLog)
     counts: Counter[str] = field(default_factory=Counter)
     by_code: Counter[str] = field(default_factory=Counter)
     by_status: Counter[str] = field(default_factory=Counter)
@@ -286,6 +291,61 @@ class State:
         attachment = self._memory.attachments.get(attachment_id)
         return attachment is not None and attachment.uploaded
 
+    # Replies and the event log -------------------------------------------
+
+    def receive(self, inbound: Inbound, now: float) -> Json:
+        """A reply to a line: an inbound message in its chat, and a message.received event."""
+        with self._lock:
+            chat = self._reply_chat(inbound, now)
+            created_at = iso_z(now)
+            message: Json = {
+                "id": uuid.uuid4().hex,
+                "chat_id": chat.id,
+                "parts": [{"type": "text", "value": inbound.text}],
+                "status": "received",
+                "direction": "inbound",
+                "created_at": created_at,
+                "delivered_at": None,
+                "read_at": None,
+                "service": SERVICE,
+            }
+            self._memory.messages[message["id"]] = message
+            event = received_event(
+                inbound,
+                chat=chat.payload,
+                message=message,
+                tenant=self.config.tenant,
+                created_at=created_at,
+            )
+            self._memory.events.append(event, int(now))
+        return {"event": event, "message": message}
+
+    def events(self, query: EventQuery) -> Answer:
+        """``GET /events``: one page of the event log."""
+        with self._lock:
+            page = self._memory.events.page(query)
+        return Answer(200, encode(page))
+
+    def _reply_chat(self, inbound: Inbound, now: float) -> Chat:
+        if self.config.lines and inbound.line not in self.config.lines:
+            raise invalid(f"line: {inbound.line} is not this tenant's line")
+        if inbound.chat_id is not None:
+            chat = self._memory.chats.get(inbound.chat_id)
+            if chat is None:
+                raise not_found(f"no chat {inbound.chat_id}")
+            if inbound.line != chat.sender or inbound.sender not in chat.recipients:
+                raise invalid(
+                    f"chat {chat.id} is between {chat.sender} and {', '.join(chat.recipients)}"
+                )
+            return chat
+        chat_id = self._memory.chat_by_members.get((inbound.line, frozenset({inbound.sender})))
+        if chat_id is not None:
+            return self._memory.chats[chat_id]
+        chat = self._chat(str(uuid.uuid4()), inbound.line, (inbound.sender,), inbound.sender, now)
+        self._memory.chats[chat.id] = chat
+        self._memory.chat_by_members[(inbound.line, frozenset({inbound.sender}))] = chat.id
+        return chat
+
     # Bookkeeping ---------------------------------------------------------
 
     def log_request(self, record: Json, status: int, code: int | None) -> None:
@@ -379,19 +439,26 @@ class State:
             display_name = request.message.subject or ", ".join(request.recipients)
         else:
             display_name = request.recipients[0]
+        chat = self._chat(chat_id, request.sender, request.recipients, display_name, now)
+        self._memory.chats[chat_id] = chat
+        self._memory.chat_by_members[(request.sender, frozenset(request.recipients))] = chat_id
+        return chat
+
+    def _chat(
+        self, chat_id: str, sender: str, recipients: tuple[str, ...], display_name: str, now: float
+    ) -> Chat:
+        """A chat and the JSON object the API shows for it (not yet in memory)."""
+        is_group = len(recipients) > 1
         payload: Json = {
             "id": chat_id,
             "display_name": display_name,
-            "handles": _line_handles(request.recipients),
-            "is_group": request.is_group,
+            "handles": _line_handles(recipients),
+            "is_group": is_group,
             "service": SERVICE,
             "health_score": self.config.health_score,
             "created_at": iso_z(now),
         }
-        chat = Chat(chat_id, request.sender, request.recipients, request.is_group, payload)
-        self._memory.chats[chat_id] = chat
-        self._memory.chat_by_members[(request.sender, frozenset(request.recipients))] = chat_id
-        return chat
+        return Chat(chat_id, sender, recipients, is_group, payload)
 
     def _follow_up(self, chat_id: str, body: Json, now: float) -> Answer:
         chat = self._memory.chats.get(chat_id)
