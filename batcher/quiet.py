@@ -217,8 +217,8 @@ class Closed:
         if self.opens is None:
             return (
                 f"no moment of {self.window} is inside every time zone of its recipients at "
-                f"once ({self.recipient} may be in {self.zones}); widen --window, or send it "
-                "without --window"
+                f"once ({self.recipient} may be in {self.zones} time zones); widen --window, "
+                "or send it without --window"
             )
         until = datetime.fromtimestamp(self.opens, _zone(self.zone)).strftime("%H:%M")
         where = ""

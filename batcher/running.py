@@ -35,6 +35,7 @@ from batcher.pipeline import (
     summarize,
 )
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
+from batcher.quiet import night_count
 from batcher.results import check_writable, write_results
 from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
 from batcher.sending import SendConfig, Sender, SendResult, Tally
@@ -90,6 +91,9 @@ class Preview:
     # Rows another run is sending right now: this one leaves them alone.
     elsewhere: int = 0
     pace: Pace = field(default_factory=Pace)
+    # Without --window: how many of the recipients it is night for now, in their time.
+    night: int = 0
+    recipients: int = 0
 
 
 @dataclass
@@ -108,6 +112,10 @@ class RunReport(Report):
     barred_rows: dict[int, str] = field(default_factory=dict)  # row → its barred line
     # Why the account's lines were not checked ("" when they were, or nothing was sent).
     lines_unchecked: str = ""
+    # --window: messages left pending outside it, and when the first may go (None: never).
+    window: str = ""
+    outside: int = 0
+    window_opens: datetime | None = None
 
     @property
     def exit_code(self) -> int:
@@ -137,6 +145,13 @@ class RunReport(Report):
                 for line, why in sorted(self.barred.items())
             ],
             lines_unchecked=self.lines_unchecked or None,
+            outside_window={
+                "window": self.window,
+                "messages": self.outside,
+                "opens": self.window_opens.isoformat() if self.window_opens else None,
+            }
+            if self.window
+            else None,
         )
         return summary
 
@@ -169,6 +184,7 @@ def run_file(
             resend_changed=options.job.resend_changed,
             journal=options.journal_path,
             encoding=prepared.sheet.encoding,
+            window=str(options.send.window or ""),
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
@@ -179,7 +195,7 @@ def run_file(
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
         report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
-        if todo and confirm(_preview(plan, todo, held, report)):
+        if todo and confirm(_preview(plan, todo, held, report, _night(options, todo, clock))):
             _check_lines(target, options.send.timeout, todo, report)
             held |= {r.key for r in todo if r.row in report.barred_rows}
             chats = {
@@ -296,6 +312,7 @@ def _send_all(
         report.sent_now = tallies[0].sent if tallies else 0
         return
     report.stopped, report.deferred = result.stopped, result.deferred
+    report.outside, report.window_opens = result.outside, result.window_opens
     report.sent_now = result.sent
 
 
@@ -478,7 +495,21 @@ def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[
     return {request.key for row in plan.rows if row.row in changed for request in row.requests}
 
 
-def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport) -> Preview:
+def _night(options: RunOptions, todo: list[Request], clock: Clock) -> tuple[int, int]:
+    """Without --window: how many recipients it is night for now, of how many."""
+    if options.send.window is not None:
+        return 0, 0
+    recipients = {recipient for request in todo for recipient in request.recipients}
+    return night_count(recipients, clock.wall()), len(recipients)
+
+
+def _preview(
+    plan: Plan,
+    todo: list[Request],
+    held: set[str],
+    report: RunReport,
+    night: tuple[int, int] = (0, 0),
+) -> Preview:
     sending = {request.row for request in todo}
     statuses = Counter(row.status for row in plan.rows)
     settled = sum(
@@ -500,4 +531,6 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),
         pace=report.pace,
+        night=night[0],
+        recipients=night[1],
     )

@@ -162,7 +162,8 @@ def test_wide_regions_have_many_zones() -> None:
             [TOLL_FREE],
             "2027-01-15T08:00",
             "no moment of 09:00-10:00 is inside every time zone of its recipients at once "
-            f"({TOLL_FREE} may be in 42); widen --window, or send it without --window",
+            f"({TOLL_FREE} may be in 42 time zones); widen --window, or send it without "
+            "--window",
             None,
         ),
         # A group: LA and London overlap from 17:00 to 20:00 UTC.
