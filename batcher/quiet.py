@@ -143,6 +143,25 @@ def next_open(window: Window, zones: Sequence[str], wall: float) -> float | None
         return None
     if inside(window, zones, wall):
         return wall
+    key = (window, tuple(zones))
+    known = _NEXT_OPEN.get(key)
+    if known is not None and known[0] <= wall <= (known[1] if known[1] is not None else wall):
+        # Nothing between the moment it was looked for and the opening found is inside:
+        # from any moment in between, the next opening is the same one.
+        return known[1]
+    opens = _next_open(window, zones, wall)
+    if len(_NEXT_OPEN) >= 4096:
+        _NEXT_OPEN.clear()
+    _NEXT_OPEN[key] = (wall, opens)
+    return opens
+
+
+# The last opening found per window and zones, and from when: a run checks the same
+# zones again and again while it waits, and wide zone lists cost a millisecond or more.
+_NEXT_OPEN: dict[tuple[Window, tuple[str, ...]], tuple[float, float | None]] = {}
+
+
+def _next_open(window: Window, zones: Sequence[str], wall: float) -> float | None:
     candidates = sorted(
         opening
         for zone in zones

@@ -227,11 +227,12 @@ def confirmation(preview: Preview, target: str, rate: float) -> str:
 
 def _night(preview: Preview) -> list[str]:
     """Without --window, when it is night for some recipients: how many, and the option."""
-    if not preview.night:
+    night = preview.night()
+    if not night:
         return []
     return [
-        f"It is night now (21:00-08:00 their time) for {preview.night} of the "
-        f"{plural(preview.recipients, 'recipient')}. --window 09:00-20:00 sends to each "
+        f"It is night now (21:00-08:00 their time) for {night} of the "
+        f"{plural(len(preview.recipients), 'recipient')}. --window 09:00-20:00 sends to each "
         "only between those hours of their own time."
     ]
 

@@ -91,9 +91,14 @@ class Preview:
     # Rows another run is sending right now: this one leaves them alone.
     elsewhere: int = 0
     pace: Pace = field(default_factory=Pace)
-    # Without --window: how many of the recipients it is night for now, in their time.
-    night: int = 0
-    recipients: int = 0
+    # Without --window: the recipients, and the wall time to say whom it is night for
+    # (counted only when the confirmation is shown: it parses every distinct number).
+    recipients: frozenset[str] = frozenset()
+    night_at: float | None = None
+
+    def night(self) -> int:
+        """How many recipients it is night for at `night_at` (0 with --window)."""
+        return 0 if self.night_at is None else night_count(self.recipients, self.night_at)
 
 
 @dataclass
@@ -195,7 +200,8 @@ def run_file(
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
         report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
-        if todo and confirm(_preview(plan, todo, held, report, _night(options, todo, clock))):
+        night_at = None if options.send.window is not None else clock.wall()
+        if todo and confirm(_preview(plan, todo, held, report, night_at)):
             _check_lines(target, options.send.timeout, todo, report)
             held |= {r.key for r in todo if r.row in report.barred_rows}
             chats = {
@@ -495,20 +501,12 @@ def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[
     return {request.key for row in plan.rows if row.row in changed for request in row.requests}
 
 
-def _night(options: RunOptions, todo: list[Request], clock: Clock) -> tuple[int, int]:
-    """Without --window: how many recipients it is night for now, of how many."""
-    if options.send.window is not None:
-        return 0, 0
-    recipients = {recipient for request in todo for recipient in request.recipients}
-    return night_count(recipients, clock.wall()), len(recipients)
-
-
 def _preview(
     plan: Plan,
     todo: list[Request],
     held: set[str],
     report: RunReport,
-    night: tuple[int, int] = (0, 0),
+    night_at: float | None = None,
 ) -> Preview:
     sending = {request.row for request in todo}
     statuses = Counter(row.status for row in plan.rows)
@@ -531,6 +529,6 @@ def _preview(
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),
         pace=report.pace,
-        night=night[0],
-        recipients=night[1],
+        recipients=frozenset(recipient for request in todo for recipient in request.recipients),
+        night_at=night_at,
     )

@@ -243,3 +243,16 @@ def test_zones_need_no_system_time_zone_data(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
     assert done.stdout.strip() == "('America/Los_Angeles',)", done.stderr
+
+
+def test_next_open_asked_again_as_time_passes() -> None:
+    """The same zones asked from later moments: the same opening, then the next day's."""
+    window, zones = parse_window(DAY), zones_for(TOLL_FREE)
+    asked = ["2027-01-15T08:00", "2027-01-15T22:59", "2027-01-15T23:10", "2027-01-15T23:31"]
+    opens = [next_open(window, zones, utc(at)) for at in asked]
+    assert opens == [
+        utc("2027-01-15T23:00"),
+        utc("2027-01-15T23:00"),
+        utc("2027-01-15T23:10"),  # inside: now
+        utc("2027-01-16T23:00"),
+    ]
