@@ -56,6 +56,8 @@ class Stopped:
 
 
 STOPPED = Unanswered("stopped before this attempt")
+# What a `before` hook returns to keep an attempt from going out (and from being retried).
+HELD = Unanswered("held back just before it went out")
 
 
 def backoff(retry: int, policy: RetryPolicy, jitter: float) -> float:
@@ -102,12 +104,17 @@ class Caller:
             self.stop_requested.set()
 
     async def post(
-        self, path: str, body: bytes, before: Callable[[], None] = lambda: None
+        self, path: str, body: bytes, before: Callable[[], Unanswered | None] = lambda: None
     ) -> Answer | Unanswered:
-        """POST through the retry policy; `before` runs right before each attempt goes out."""
+        """POST through the retry policy; `before` runs right before each attempt goes out.
+
+        `before` returning HELD ends the call there: that attempt is not made.
+        """
 
         async def attempt() -> Answer | Unanswered:
-            before()
+            held = before()
+            if held is not None:
+                return held
             return await self.client.post(path, body)
 
         return await self.call(attempt)
@@ -121,7 +128,12 @@ class Caller:
             nonlocal counted
             result = state.outcome.result() if state.outcome else STOPPED
             verdict = classify(result)
-            if result is STOPPED or self.stopping or verdict.kind is not Kind.RETRY:
+            if (
+                result is STOPPED
+                or result is HELD
+                or self.stopping
+                or verdict.kind is not Kind.RETRY
+            ):
                 return False
             counted += not verdict.rate_limited
             if counted >= self.policy.attempts:

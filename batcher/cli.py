@@ -35,6 +35,7 @@ from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
 from batcher.preview import PREVIEW_COUNT
+from batcher.quiet import Window, WindowError, parse_window
 from batcher.render import confirmation, plural, run_summary, validate_summary, waiting
 from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
@@ -66,6 +67,22 @@ class SenderType(click.ParamType[str]):
         if phone.problem:
             self.fail(f"{phone.problem} Give the sending line as +1XXXXXXXXXX.")
         return phone.e164
+
+
+class WindowType(click.ParamType[Window]):
+    """A daily window of local time, HH:MM-HH:MM, that may wrap past midnight."""
+
+    name = "window"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Window:
+        if isinstance(value, Window):
+            return value
+        try:
+            return parse_window(str(value))
+        except WindowError as error:
+            self.fail(str(error))
 
 
 class _Worded(click.Option):
@@ -404,7 +421,7 @@ class _LiveProgress:
             pending=tally.pending,
             rate=f"{speed:.1f}/s" if speed else "",
             messages=plural(tally.total, "message"),
-            waiting=waiting(tally.waiting),
+            waiting=waiting(tally.waiting, tally.outside),
         )
 
 
@@ -479,6 +496,14 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     "their rows: keep running until every row is settled (stop and rerun any time).",
 )
 @click.option(
+    "--window",
+    type=WindowType(),
+    metavar="HH:MM-HH:MM",
+    help="Quiet hours: send only inside this window of each recipient's local time "
+    "(e.g. 09:00-20:00; it may wrap past midnight). Outside it, wait (--wait) or leave "
+    "the message pending.  [default: any hour]",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
@@ -529,6 +554,7 @@ def run(
     concurrency: int,
     max_wait: float,
     wait: bool,
+    window: Window | None,
     timeout: float,
     auth: str,
     tenant: str | None,
@@ -575,7 +601,12 @@ def run(
     options = RunOptions(
         job=job,
         send=SendConfig(
-            rate=rate, concurrency=concurrency, max_wait=max_wait, timeout=timeout, wait=wait
+            rate=rate,
+            concurrency=concurrency,
+            max_wait=max_wait,
+            timeout=timeout,
+            wait=wait,
+            window=window,
         ),
         journal=journal,
         journal_max_pages=journal_max_pages,

@@ -152,6 +152,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     lines += _elsewhere(report)
     lines += _barred(report)
     lines += _limit_sent(report)
+    lines += _outside(report)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -170,6 +171,21 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     return "\n".join(lines)
 
 
+def _outside(report: RunReport) -> list[str]:
+    """Messages --window left pending, and when a rerun can send the first of them."""
+    if not report.outside:
+        return []
+    held = plural(report.outside, "message") + (" is" if report.outside == 1 else " are")
+    said = f"{held} outside --window {report.window} in their recipients' time"
+    if report.window_opens is None:
+        return ["", f"{said}, and can never be inside it (see their rows)."]
+    return [
+        "",
+        f"{said}: the first can go at {report.window_opens:%Y-%m-%d %H:%M} UTC. Run again "
+        "after that (or with --wait) to send them.",
+    ]
+
+
 def _stop_advice(stopped: Stopped) -> str:
     if stopped.code == 2004:
         return (
@@ -184,12 +200,20 @@ def _stop_advice(stopped: Stopped) -> str:
     return stopped.reason
 
 
-def waiting(lines: dict[str, float]) -> str:
-    """What a `run --wait` waits for: "line +1415...: next first touch at 14:20"."""
-    return "; ".join(
+def waiting(lines: dict[str, float], outside: dict[str, tuple[float, str]] | None = None) -> str:
+    """What a `run --wait` waits for: "line +1415...: next first touch at 14:20".
+
+    Chats outside --window: the one whose window opens first, and how many more wait.
+    """
+    said = [
         f"line {line}: next first touch at {datetime.fromtimestamp(at).strftime('%H:%M')}"
         for line, at in sorted(lines.items(), key=lambda item: item[1])
-    )
+    ]
+    if outside:
+        first = min(outside.values())[1]
+        more = len(outside) - 1
+        said.append(first + (f" (and {plural(more, 'more chat')})" if more else ""))
+    return "; ".join(said)
 
 
 def confirmation(preview: Preview, target: str, rate: float) -> str:
@@ -216,7 +240,20 @@ def confirmation(preview: Preview, target: str, rate: float) -> str:
         )
     lines += preview_lines(preview.messages)
     lines.append(_how_long(preview.requests, rate))
+    lines += _night(preview)
     return "\n".join(lines)
+
+
+def _night(preview: Preview) -> list[str]:
+    """Without --window, when it is night for some recipients: how many, and the option."""
+    night = preview.night()
+    if not night:
+        return []
+    return [
+        f"It is night now (21:00-08:00 their time) for {night} of the "
+        f"{plural(len(preview.recipients), 'recipient')}. --window 09:00-20:00 sends to each "
+        "only between those hours of their own time."
+    ]
 
 
 def _not_sent(preview: Preview) -> list[str]:

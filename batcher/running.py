@@ -44,6 +44,7 @@ from batcher.pipeline import (
 )
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
 from batcher.preview import Shown, first_rows
+from batcher.quiet import night_count
 from batcher.results import check_writable, write_results
 from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
 from batcher.sending import SendConfig, Sender, SendResult, Tally
@@ -106,6 +107,14 @@ class Preview:
     # --limit N: N, and how many rows there were to send before it.
     limit: int | None = None
     limit_of: int = 0
+    # Without --window: the recipients, and the wall time to say whom it is night for
+    # (counted only when the confirmation is shown: it parses every distinct number).
+    recipients: frozenset[str] = frozenset()
+    night_at: float | None = None
+
+    def night(self) -> int:
+        """How many recipients it is night for at `night_at` (0 with --window)."""
+        return 0 if self.night_at is None else night_count(self.recipients, self.night_at)
 
 
 @dataclass
@@ -129,6 +138,10 @@ class RunReport(Report):
     limit_rows: tuple[int, ...] = ()
     limit_held: tuple[int, ...] = ()
     limit_sent: int = 0
+    # --window: messages left pending outside it, and when the first may go (None: never).
+    window: str = ""
+    outside: int = 0
+    window_opens: datetime | None = None
 
     @property
     def exit_code(self) -> int:
@@ -166,6 +179,13 @@ class RunReport(Report):
                 "rows_to_send": len(self.limit_rows) + len(self.limit_held),
                 "held_back": list(self.limit_held),
             },
+            outside_window={
+                "window": self.window,
+                "messages": self.outside,
+                "opens": self.window_opens.isoformat() if self.window_opens else None,
+            }
+            if self.window
+            else None,
         )
         return summary
 
@@ -198,6 +218,7 @@ def run_file(
             resend_changed=options.job.resend_changed,
             journal=options.journal_path,
             encoding=prepared.sheet.encoding,
+            window=str(options.send.window or ""),
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
@@ -224,7 +245,8 @@ def run_file(
             prepared.media,
             who_gets,
         )
-        if todo and confirm(_preview(plan, todo, held, report)):
+        night_at = None if options.send.window is not None else clock.wall()
+        if todo and confirm(_preview(plan, todo, held, report, night_at)):
             _check_lines(target, options.send.timeout, todo, report)
             held |= {r.key for r in todo if r.row in report.barred_rows}
             chats = {
@@ -354,6 +376,7 @@ def _send_all(
         report.sent_now = tallies[0].sent if tallies else 0
         return
     report.stopped, report.deferred = result.stopped, result.deferred
+    report.outside, report.window_opens = result.outside, result.window_opens
     report.sent_now = result.sent
 
 
@@ -535,7 +558,13 @@ def _held_changed(plan: Plan, changed: dict[int, Changed], resend: bool) -> set[
     return {request.key for row in plan.rows if row.row in changed for request in row.requests}
 
 
-def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport) -> Preview:
+def _preview(
+    plan: Plan,
+    todo: list[Request],
+    held: set[str],
+    report: RunReport,
+    night_at: float | None = None,
+) -> Preview:
     sending = {request.row for request in todo}
     statuses = Counter(row.status for row in plan.rows)
     settled = sum(
@@ -560,4 +589,6 @@ def _preview(plan: Plan, todo: list[Request], held: set[str], report: RunReport)
         messages=tuple(report.preview),
         limit=report.limit,
         limit_of=len(report.limit_rows) + len(report.limit_held),
+        recipients=frozenset(recipient for request in todo for recipient in request.recipients),
+        night_at=night_at,
     )

@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 import anyio
 
 from batcher.answers import Kind, classify, describe
-from batcher.caller import STOPPED, Caller, RetryPolicy, Stopped
+from batcher.caller import HELD, STOPPED, Caller, RetryPolicy, Stopped
 from batcher.client import Answer, Unanswered, encode
 from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.journal import Journal, Record, State, body_digest
 from batcher.pacing import UNPACED, LineGate, LinePace
 from batcher.planning import KEY_PREFIX, Request
+from batcher.quiet import Closed, Window, closed
 from batcher.uploading import Uploader, UploadFailed
 
 log = logging.getLogger("batcher.sending")
@@ -47,6 +48,8 @@ class SendConfig:
     grace_seconds: float = 5.0
     # --wait: a slot further away than max_wait is waited for instead of deferred.
     wait: bool = False
+    # --window: quiet hours, in each recipient's local time.
+    window: Window | None = None
 
 
 @dataclass
@@ -59,6 +62,9 @@ class Tally:
     pending: int = 0
     # --wait: lines waiting longer than --max-wait, and when (wall time) they send next.
     waiting: dict[str, float] = field(default_factory=dict)
+    # --wait --window: chats waiting for their recipients' window: when it opens (wall
+    # time), and what the progress says ("outside 09:00-20:00 for +1415... until 09:00").
+    outside: dict[str, tuple[float, str]] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -73,6 +79,9 @@ class SendResult:
     stopped: Stopped | None = None
     deferred: dict[str, datetime] = field(default_factory=dict)  # line → when a rerun can send
     sent: int = 0
+    # Requests left pending outside --window, and when the first of them may go (None: never).
+    outside: int = 0
+    window_opens: datetime | None = None
 
 
 _SIGNAL_NAMES = {
@@ -136,6 +145,8 @@ class Sender:
         # cost an event-loop turn, which a memory stream's receive does.
         self._ready: deque[_Chat] = deque()
         self._more = anyio.Event()
+        # Chats waiting for their recipients' window to open: parked as a line parks them.
+        self._quiet: LineGate[_Chat] = LineGate()
 
     @property
     def stopping(self) -> bool:
@@ -271,6 +282,11 @@ class Sender:
             if not request.creates_chat and not chat.chat_id:
                 self._blocked(chat)
                 return True
+            if self.config.window is not None:
+                shut = closed(self.config.window, request.recipients, self.clock.wall())
+                if shut is not None:
+                    return not self._outside(chat, request, shut)
+            self.tally.outside.pop(chat.requests[0].chat, None)
             line = request.sender
             gate = self._gate(line)
             now = self.clock.now()
@@ -294,6 +310,9 @@ class Sender:
                 self._settle(request, state, failed.reason)
                 self._blocked(chat, after=1, failed=state is State.FAILED)
                 return True
+            if result is HELD:
+                self._end(gate, request, started, counted=False)
+                continue  # the window closed while it waited for its turn: checked again above
             verdict = classify(result)
             if verdict.kind is Kind.CAPACITY:
                 assert isinstance(result, Answer)
@@ -332,6 +351,30 @@ class Sender:
             gate.capacity(self.clock.now(), retry_after, first_touch=request.creates_chat)
         self._offer(offered)
 
+    def _outside(self, chat: _Chat, request: Request, shut: Closed) -> bool:
+        """Outside the window: True when parked until it opens; else the rest ends pending.
+
+        Beyond --max-wait (or never inside at all) a run without --wait leaves it pending;
+        with --wait it waits, and the progress says for whom and until when.
+        """
+        wait = math.inf if shut.opens is None else shut.opens - self.clock.wall()
+        if wait > self.config.max_wait and (not self.config.wait or shut.opens is None):
+            self.result.outside += 1
+            if shut.opens is not None:
+                opens = datetime.fromtimestamp(shut.opens, UTC)
+                known = self.result.window_opens
+                self.result.window_opens = opens if known is None else min(known, opens)
+            self._settle(request, State.PENDING, shut.describe())
+            self._blocked(chat, after=1)
+            return False
+        if wait > self.config.max_wait:
+            at = self.clock.wall() + wait
+            self.tally.outside[chat.requests[0].chat] = (at, shut.describe(with_zone=False))
+            log.info("%s", shut.describe())
+            self.on_progress(self.tally)
+        self._park(self._quiet, chat, self.clock.now() + wait)
+        return True
+
     def _defer(self, request: Request, wait: float, refusal: Answer | None) -> None:
         """A slot beyond --max-wait (without --wait): the request ends pending until then."""
         until = self.clock.wall() + wait
@@ -368,10 +411,15 @@ class Sender:
         # is of the planned body, media by reference, so an upload's id does not matter.
         digest = "" if request.key.startswith(KEY_PREFIX) else body_digest(encode(request.body()))
 
-        def intend() -> None:
+        def intend() -> Unanswered | None:
             # The intent is committed only now, with the slot held and the rate slot
-            # reached: nothing sits between it and the request going out.
+            # reached: nothing sits between it and the request going out. The window
+            # is checked here too: the rate limiter's wait may have crossed its end.
+            window = self.config.window
+            if window is not None and closed(window, request.recipients, self.clock.wall()):
+                return HELD
             self.journal.intend(request.key, digest, request.row, request.step, request.chat)
+            return None
 
         return await self.caller.post(request.path(chat_id), body, before=intend)
 
