@@ -89,9 +89,10 @@ def check_writable(path: Path, what: str, option: str) -> None:
             hint=f"Choose another {option}, or create the folder.",
         )
     try:
-        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
+        # An unnamed file where the system allows it (O_TMPFILE), so that no signal landing
+        # between creating and removing a probe can leave one behind in the user's folder.
+        with tempfile.TemporaryFile(dir=folder):
+            pass
     except OSError as exc:
         raise OutputError(
             f"the {what} {path} cannot be written: the folder {folder} is read-only "
