@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
+from batcher.sandbox import RunningSandbox, SandboxConfig, State, running_sandbox
+from tests.replies import EVENTS_START, HandClock
 
 
 @pytest.fixture(autouse=True)
@@ -26,4 +27,18 @@ def batch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 def box() -> Iterator[RunningSandbox]:
     """A plain sandbox on loopback: no limits, no faults."""
     with running_sandbox(SandboxConfig()) as running:
+        yield running
+
+
+@pytest.fixture
+def clock() -> HandClock:
+    """A clock moved by hand: every reply comes in the same second unless it is moved."""
+    return HandClock(EVENTS_START)
+
+
+@pytest.fixture
+def timed_box(clock: HandClock) -> Iterator[RunningSandbox]:
+    """A sandbox whose replies and events are stamped with the hand-moved clock's time."""
+    config = SandboxConfig()
+    with running_sandbox(config, state=State(config, clock=clock)) as running:
         yield running

@@ -9,13 +9,20 @@ import httpx
 
 from batcher.sandbox import RunningSandbox
 
+# The fake clock's start for tests of the event log: a whole second (its times are whole
+# seconds), 2026-11-29.
+EVENTS_START = 1_796_000_000.0
 LINE = "+15555550100"
 # Built once: every httpx call would otherwise spend ~70 ms loading CA certificates.
 TLS = ssl.create_default_context()
 
 
-class FakeClock:
-    """A clock a test moves by hand: `State(config, clock=FakeClock(...))`."""
+class HandClock:
+    """A wall clock a test moves by hand: `State(config, clock=HandClock(...))`.
+
+    Not tests.clocks.FakeClock, which moves itself when every task sleeps: tests of the
+    event log set each reply's time themselves.
+    """
 
     def __init__(self, now: float) -> None:
         self.now = now

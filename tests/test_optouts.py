@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,11 @@ from batcher.client import ChertClient, Credentials
 from batcher.errors import OutputError, PullFailed
 from batcher.home import account_id
 from batcher.optouts import OPTOUTS, OptOut, OptOuts, Position, PullReport, is_opt_out, pull
-from batcher.sandbox import RunningSandbox, SandboxConfig, State, running_sandbox
-from tests.replies import LINE, FakeClock, event_requests, reply
+from batcher.sandbox import RunningSandbox
+from tests.replies import EVENTS_START, LINE, HandClock, event_requests, reply
 from tests.runs import recipient
 
 SAM = "+14155551234"
-START = 1_796_000_000.0
 
 
 @pytest.mark.parametrize(
@@ -153,20 +152,6 @@ def pull_from(box: RunningSandbox, store: OptOuts) -> PullReport:
     return anyio.run(pulling)
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    """The sandbox's clock, moved by hand: every reply in one second unless moved."""
-    return FakeClock(START)
-
-
-@pytest.fixture
-def timed_box(clock: FakeClock) -> Iterator[RunningSandbox]:
-    """A sandbox on the fake clock."""
-    config = SandboxConfig()
-    with running_sandbox(config, state=State(config, clock=clock)) as running:
-        yield running
-
-
 def test_a_stop_reply_is_pulled_and_stop_by_tomorrow_is_not(box: RunningSandbox) -> None:
     """Only the sender whose whole reply is an opt-out goes on the list, with its source."""
     reply(box, SAM, "Stop!").raise_for_status()
@@ -195,7 +180,7 @@ def test_pages_past_200_are_all_read(box: RunningSandbox) -> None:
 
 
 def test_a_second_pull_reads_only_new_events_even_in_the_same_second(
-    timed_box: RunningSandbox, clock: FakeClock
+    timed_box: RunningSandbox, clock: HandClock
 ) -> None:
     """Replies in the second a pull ended are read by the next one; none twice."""
     reply(timed_box, recipient(1), "STOP").raise_for_status()
@@ -214,14 +199,14 @@ def test_a_second_pull_reads_only_new_events_even_in_the_same_second(
 
 
 def test_an_opt_out_keeps_the_time_of_its_reply(
-    timed_box: RunningSandbox, clock: FakeClock
+    timed_box: RunningSandbox, clock: HandClock
 ) -> None:
     """The list says when the person replied, not when the pull ran."""
     reply(timed_box, SAM, "STOP").raise_for_status()
     with OptOuts() as store:
         pull_from(timed_box, store)
         (found,) = store.entries()
-    assert found.at == datetime.fromtimestamp(START, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert found.at == datetime.fromtimestamp(EVENTS_START, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_bad_credentials_fail_the_pull_with_the_code(box: RunningSandbox) -> None:

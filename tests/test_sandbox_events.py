@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from batcher.sandbox import RunningSandbox, SandboxConfig, State, running_sandbox
-from tests.replies import LINE, TLS, FakeClock, event_pages, get_events, reply
+from batcher.sandbox import RunningSandbox
+from tests.replies import LINE, TLS, HandClock, event_pages, get_events, reply
 from tests.runs import recipient
 
 SAM = "+14155551234"
-START = 1_796_000_000.0  # 2026-11-29T...Z, a whole second
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The sandbox's clock, moved by hand."""
-    return FakeClock(START)
-
-
-@pytest.fixture
-def timed_box(clock: FakeClock) -> Iterator[RunningSandbox]:
-    """A sandbox whose events are received at the fake clock's time."""
-    config = SandboxConfig()
-    with running_sandbox(config, state=State(config, clock=clock)) as running:
-        yield running
 
 
 def test_a_reply_is_an_event_in_the_documented_shape(box: RunningSandbox) -> None:
@@ -129,7 +112,7 @@ def test_events_need_credentials(box: RunningSandbox) -> None:
     assert answer.json()["error"]["code"] == 2004
 
 
-def test_since_is_inclusive_and_type_filters(timed_box: RunningSandbox, clock: FakeClock) -> None:
+def test_since_is_inclusive_and_type_filters(timed_box: RunningSandbox, clock: HandClock) -> None:
     """since keeps events at or after it; another type lists none of the replies."""
     reply(timed_box, SAM, "first").raise_for_status()
     clock.now += 60
