@@ -316,54 +316,86 @@ def _write_xlsx(
             for tint in set(STATUS_TINTS.values())
         }
         header_row = sheet.header_number - 1
-        width = len(layout.headers)
-        longest = [0] * width
-        formats = [text if i in phone_columns else None for i in range(width)]
-        status_column = layout.targets["status"]
-        statuses: Counter[str] = Counter()
-        status_styles: dict[str, Format | None] = {}  # worked out once per status text
-        codes: Counter[str] = Counter()
-        code_column = layout.targets["error_code"]
-        write = worksheet.write_string
-        last = header_row
-        for index, line in enumerate(lines):
-            if index <= header_row:
-                if index == header_row:
-                    for column, value in enumerate(line):
-                        write(index, column, value, bold)
-                continue
-            if len(line) > width:  # cells under no header: their columns too
-                longest += [0] * (len(line) - width)
-                formats += [None] * (len(line) - width)
-                width = len(line)
-            if not line:
-                continue  # a blank row stays blank, so that row numbers match the input's
-            last = index
-            status = line[status_column]
-            statuses[status] += 1
-            if line[code_column]:
-                codes[line[code_column]] += 1
-            if status not in status_styles:
-                tint = status_tint(status)
-                status_styles[status] = tinted[tint] if tint else None
-            formats[status_column] = status_styles[status]
-            for column, value in enumerate(line):
-                if value:
-                    write(index, column, value, formats[column])
-                    if len(value) > longest[column]:
-                        longest[column] = len(value)
-        headers = [*layout.headers, *[""] * (width - len(layout.headers))]
+        formats = [text if i in phone_columns else None for i in range(len(layout.headers))]
+        styles = _StatusStyles(tinted)
+        seen = _write_lines(worksheet, layout, lines, header_row, bold, formats, styles)
+        headers = [*layout.headers, *[""] * (len(seen.longest) - len(layout.headers))]
         for column, header in enumerate(headers):
             style = text if column in phone_columns else None
-            worksheet.set_column(column, column, fitted_width(header, longest[column]), style)
+            worksheet.set_column(column, column, fitted_width(header, seen.longest[column]), style)
         worksheet.freeze_panes(header_row + 1, 0)
-        worksheet.autofilter(header_row, 0, last, len(layout.headers) - 1)
+        worksheet.autofilter(header_row, 0, seen.last, len(layout.headers) - 1)
         summary = book.add_worksheet(_summary_title(name))
-        _write_summary(summary, bold, tinted, statuses, codes, plans())
+        _write_summary(summary, bold, styles, seen, plans())
         try:
             book.close()
         except FileCreateError as exc:
             raise exc.args[0] from None  # the OSError it wraps: write_rows explains it
+
+
+class _StatusStyles:
+    """The format of a status cell, worked out once per status text."""
+
+    def __init__(self, tinted: Mapping[Tint, Format]) -> None:
+        self.tinted = tinted
+        self.known: dict[str, Format | None] = {}
+
+    def of(self, status: str) -> Format | None:
+        """The format of a cell holding `status`: its tint, or none."""
+        if status not in self.known:
+            tint = status_tint(status)
+            self.known[status] = self.tinted[tint] if tint else None
+        return self.known[status]
+
+
+class _Seen(NamedTuple):
+    """What the written rows held: each column's longest cell, the last row, the counts."""
+
+    longest: list[int]
+    last: int
+    statuses: Counter[str]
+    codes: Counter[str]
+
+
+def _write_lines(
+    worksheet: Worksheet,
+    layout: _Layout,
+    lines: Iterator[list[str]],
+    header_row: int,
+    bold: Format,
+    formats: list[Format | None],
+    styles: _StatusStyles,
+) -> _Seen:
+    """Write every line (0-based row numbers), the header bold; say what they held."""
+    longest = [0] * len(formats)
+    statuses: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    status_column, code_column = layout.targets["status"], layout.targets["error_code"]
+    write = worksheet.write_string
+    last = header_row
+    for index, line in enumerate(lines):
+        if index <= header_row:
+            for column, value in enumerate(line):
+                write(index, column, value, bold)
+            continue
+        if not line:
+            continue  # a blank row stays blank, so that row numbers match the input's
+        if len(line) > len(longest):  # cells under no header: their columns too
+            formats += [None] * (len(line) - len(longest))
+            longest += [0] * (len(line) - len(longest))
+        last = index
+        status = line[status_column]
+        if status:
+            statuses[status] += 1
+        if line[code_column]:
+            codes[line[code_column]] += 1
+        formats[status_column] = styles.of(status)
+        for column, value in enumerate(line):
+            if value:
+                write(index, column, value, formats[column])
+                if len(value) > longest[column]:
+                    longest[column] = len(value)
+    return _Seen(longest, last, statuses, codes)
 
 
 def _sheet_title(name: str) -> str:
@@ -387,17 +419,16 @@ def _summary_title(first: str) -> str:
 def _write_summary(
     worksheet: Worksheet,
     bold: Format,
-    tinted: Mapping[Tint, Format],
-    statuses: Counter[str],
-    codes: Counter[str],
+    styles: _StatusStyles,
+    seen: _Seen,
     plans: Sequence[LinePlan],
 ) -> None:
     """Counts by status and by error code, then the per-line plan, one table under another."""
+    statuses, codes = seen.statuses, seen.codes
     rows: list[tuple[Format | None, list[str | int]]] = [(bold, ["status", "rows"])]
     order = {text: place for place, text in enumerate(STATUS_TINTS)}
     for status in sorted(statuses, key=lambda text: (order.get(text, len(order)), text)):
-        tint = status_tint(status)
-        rows.append((tinted[tint] if tint else None, [status, statuses[status]]))
+        rows.append((styles.of(status), [status, statuses[status]]))
     rows.append((None, ["total", sum(statuses.values())]))
     if codes:
         rows += [(None, []), (bold, ["error code", "meaning", "rows"])]

@@ -5,14 +5,15 @@ from each child's own rusage via os.wait4):
 
 - baseline: `polars.read_excel(path, infer_schema_length=0)`, then parse +
   is_valid_number + E.164 of every From and To number, once each (lru_cache);
-- validate: `chert-batch validate FILE --out TMP.csv` (exit 0 or 1 both count as ran).
+- validate: `chert-batch validate FILE --out TMP.csv` (exit 0 or 1 both count as ran);
+  `--results xlsx` writes TMP.xlsx instead (the default for XLSX input).
 
 The goal is validate <= 1.3x the baseline. The sheet (First name, From, To, Group name,
 Message, Link, Owner; text and numeric phone cells, ~30 % repeated recipients, ~5 % group
 rows, ~10 % links) is written once with openpyxl (write_only, a declared dependency) to
 bench/out/ (gitignored) and reused for the same --rows.
 
-Run: python bench/validate.py [--rows 100000] [--repeat 3] [--json]
+Run: python bench/validate.py [--rows 100000] [--repeat 3] [--results csv|xlsx] [--json]
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="data rows (default 100000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument(
+        "--results", choices=("csv", "xlsx"), default="csv", help="results format (default csv)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--baseline-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -175,17 +179,23 @@ def main() -> None:
         generate(sheet, args.rows)
     base_argv = [sys.executable, __file__, "--baseline-child", str(sheet)]
     with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / f"results.{args.results}"
         subject_argv = [sys.executable, "-c", "from batcher.cli import main; main()"]
-        subject_argv += ["validate", str(sheet), "--out", str(Path(tmp) / "results.csv")]
+        subject_argv += ["validate", str(sheet), "--out", str(results)]
         base_runs: list[Run] = []
         subject_runs: list[Run] = []
         for _ in range(args.repeat):
             base_runs.append(measure("baseline", base_argv, (0,)))
             subject_runs.append(measure("chert-batch validate", subject_argv, (0, 1)))
+            if not results.exists():  # exit 1 is also what a crash gives
+                sys.stderr.write("chert-batch validate wrote no results: not a measurement\n")
+                raise SystemExit(1)
+            results.unlink()
     base = min(run.seconds for run in base_runs)
     subject = min(run.seconds for run in subject_runs)
     figures = {
         "rows": args.rows,
+        "results": args.results,
         "repeat": len(base_runs),
         "baseline_s": round(base, 3),
         "validate_s": round(subject, 3),
@@ -201,7 +211,7 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     verdict = "PASS" if figures["pass"] else "over"
-    print(f"rows                    {args.rows:>10,}")
+    print(f"rows                    {args.rows:>10,}  ({args.results} results)")
     print(f"baseline (read + E.164) {base:>9.2f} s  peak {figures['baseline_peak_mb']:>6} MB")
     print(f"chert-batch validate    {subject:>9.2f} s  peak {figures['validate_peak_mb']:>6} MB")
     print(f"ratio                   {subject / base:>9.2f}x  goal <= {GOAL}x: {verdict}")
