@@ -4,7 +4,9 @@ Written atomically (a temporary file beside the target, then a rename), in the
 format its extension names: .csv, .txt, .tsv or .xlsx (`OUTPUT_SUFFIXES`). Nothing written
 can become a formula: XLSX cells are all string cells, and CSV cells that a
 spreadsheet would evaluate get a leading apostrophe (OWASP CSV injection; see
-`batcher.cells`, which also reads them back exactly).
+`batcher.cells`, which also reads them back exactly). An XLSX workbook is also
+styled for reading (frozen bold header, filter, fitted widths, coloured statuses)
+and gets a second sheet, Summary, with the counts and the per-line plan.
 """
 
 from __future__ import annotations
@@ -266,6 +268,10 @@ STATUS_TINTS: dict[str, Tint] = {
     "suppressed": GREY,
 }
 
+# The columns whose cells are coloured by STATUS_TINTS: `delivery` (sent, delivered,
+# read) is filled in by `chert-batch status`, and kept as is by run and validate.
+TINTED_COLUMNS = frozenset({"status", "delivery"})
+
 # Column widths, in characters: fitted to the longest cell, within these bounds.
 WIDTH_MIN = 6
 WIDTH_MAX = 60
@@ -371,6 +377,7 @@ def _write_lines(
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     status_column, code_column = layout.targets["status"], layout.targets["error_code"]
+    tinted = [i for i, header in enumerate(layout.headers) if header in TINTED_COLUMNS]
     write = worksheet.write_string
     last = header_row
     for index, line in enumerate(lines):
@@ -389,7 +396,8 @@ def _write_lines(
             statuses[status] += 1
         if line[code_column]:
             codes[line[code_column]] += 1
-        formats[status_column] = styles.of(status)
+        for column in tinted:
+            formats[column] = styles.of(line[column])
         for column, value in enumerate(line):
             if value:
                 write(index, column, value, formats[column])

@@ -235,3 +235,14 @@ def test_styled_results_fed_back_send_nothing(box: RunningSandbox, tmp_path: Pat
     assert again == 0
     assert stats(box)["requests"] == requests
     assert [c.value for c in first_sheet(tmp_path / "again.xlsx")["E"][1:]] == statuses
+
+
+def test_delivery_cells_are_coloured_too(tmp_path: Path) -> None:
+    """A results sheet fed back with a delivery column: delivered is green there too."""
+    rows = [[*HEADERS[:3], "delivery"], [LINE_A, recipient(1), "hi", "delivered"]]
+    rows += [[LINE_A, recipient(2), "hi", "read"]]
+    validate_file(JobOptions(path=write_csv(tmp_path / "in.csv", rows), out=tmp_path / "r.xlsx"))
+    sheet = first_sheet(tmp_path / "r.xlsx")
+    assert [sheet["D2"].value, sheet["D3"].value] == ["delivered", "read"]
+    assert [fill_of(sheet, "D2"), fill_of(sheet, "D3")] == [GREEN, None]
+    assert [fill_of(sheet, "E2"), fill_of(sheet, "E3")] == [AMBER, AMBER]  # their status
