@@ -7,6 +7,7 @@ not first touches. Where the pace is not given, Chert's documented one is assume
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from typing import NamedTuple
 
@@ -73,6 +74,20 @@ def finish_estimate(n: int, gap: float, daily: int) -> float:
             last = max(last, window[0] + DAY_SECONDS)
         window.append(last)
     return last
+
+
+def duration(seconds: float) -> str:
+    """'3 s', '4 min', '2 h 5 min', '2 days 0 h 40 min': rounded up, in units that read well."""
+    if seconds < 90:
+        return f"{max(1, math.ceil(seconds))} s"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} {'day' if days == 1 else 'days'} {hours} h {minutes} min"
 
 
 class LineTally:

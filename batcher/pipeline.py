@@ -265,9 +265,10 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
             for request in row.requests:
                 if (record := records.get(request.key)) is None or record.state is not State.SENT:
                     tally.add(request)
-    write_results(prepared.sheet, prepared.columns, outcomes, options.output)
+    plans = tally.plans(options.pace)
+    write_results(prepared.sheet, prepared.columns, outcomes, options.output, plans)
     report = summarize(options, plan, outcomes)
-    report.lines, report.pace = tally.plans(options.pace), options.pace
+    report.lines, report.pace = plans, options.pace
     to_send = (row for row in plan.rows if outcomes[row.row].status is Status.PENDING)
     report.preview = first_rows(to_send, options.preview, prepared.media, who_gets)
     report.planned_only = True
@@ -307,7 +308,9 @@ def _validate_streaming(options: JobOptions) -> Report:
             # writing overlaps with the numbers a helper process may still be working out.
             changed: dict[int, Changed] = {}
             planned = _planned(sheet, columns, validator, planner, options, changed)
-            write_rows(sheet, columns, (outcome(*row) for row in planned), options.output)
+            made = (outcome(*row) for row in planned)
+            # The Summary sheet asks for the plans once every row is written and counted.
+            write_rows(sheet, columns, made, options.output, lambda: tally.plans(options.pace))
         report.media_urls = sum(media.kind is MediaKind.URL for media in validator.media.values())
     report.changed = sorted(changed.values())
     report.lines = tally.plans(options.pace)

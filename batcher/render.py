@@ -6,13 +6,12 @@ pipe or a file); the CLI measures it.
 
 from __future__ import annotations
 
-import math
 import shlex
 import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 
-from batcher.lineplan import LinePlan, Pace
+from batcher.lineplan import LinePlan, Pace, duration
 from batcher.model import Status
 from batcher.pipeline import Changed, Report
 from batcher.preview import Shown
@@ -279,20 +278,6 @@ def _how_long(requests: int, rate: float) -> str:
     if seconds is None:
         return "No rate limit (--rate 0): as fast as Chert answers."
     return f"At --rate {rate:g} this takes about {duration(seconds)}, longer if Chert asks to wait."
-
-
-def duration(seconds: float) -> str:
-    """'3 s', '4 min', '2 h 5 min', '2 days 0 h 40 min': rounded up, in units that read well."""
-    if seconds < 90:
-        return f"{max(1, math.ceil(seconds))} s"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min"
-    days, hours = divmod(hours, 24)
-    return f"{plural(days, 'day')} {hours} h {minutes} min"
 
 
 def line_plan(lines: Sequence[LinePlan], pace: Pace) -> list[str]:

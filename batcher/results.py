@@ -4,28 +4,34 @@ Written atomically (a temporary file beside the target, then a rename), in the
 format its extension names: .csv, .txt, .tsv or .xlsx (`OUTPUT_SUFFIXES`). Nothing written
 can become a formula: XLSX cells are all string cells, and CSV cells that a
 spreadsheet would evaluate get a leading apostrophe (OWASP CSV injection; see
-`batcher.cells`, which also reads them back exactly).
+`batcher.cells`, which also reads them back exactly). An XLSX workbook is also
+styled for reading (frozen bold header, filter, fitted widths, coloured statuses)
+and gets a second sheet, Summary, with the counts and the per-line plan.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
+import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from batcher.cells import ESCAPED_START, escape_csv_cell, holds_escaped_cells, unescape_csv_cell
 from batcher.columns import RESULT_COLUMNS, ColumnMap
 from batcher.errors import OutputError, UsageError
+from batcher.lineplan import LinePlan, duration
 from batcher.loading import Sheet, SheetKind
-from batcher.model import RowOutcome
+from batcher.model import CODE_MEANINGS, RowOutcome
 
-if TYPE_CHECKING:  # openpyxl is imported only to write XLSX: CSV output need not load it
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
+if TYPE_CHECKING:  # xlsxwriter is imported only to write XLSX: CSV output need not load it
+    from xlsxwriter.format import Format
+    from xlsxwriter.worksheet import Worksheet
 
 # Input columns that are also result columns: an empty result keeps what the user wrote.
 _KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
@@ -119,18 +125,31 @@ def _delimiter(out: Path, sheet: Sheet) -> str:
 
 
 def write_results(
-    sheet: Sheet, columns: ColumnMap, outcomes: Mapping[int, RowOutcome], out: Path
+    sheet: Sheet,
+    columns: ColumnMap,
+    outcomes: Mapping[int, RowOutcome],
+    out: Path,
+    plans: Sequence[LinePlan] = (),
 ) -> None:
-    """Write the results sheet for every row of `sheet` to `out`, atomically."""
-    write_rows(sheet, columns, (outcomes.get(row.number) for row in sheet.rows), out)
+    """Write the results sheet for every row of `sheet` to `out`, atomically.
+
+    A workbook also gets a Summary sheet, with `plans` (what each line is to send).
+    """
+    made = (outcomes.get(row.number) for row in sheet.rows)
+    write_rows(sheet, columns, made, out, lambda: plans)
 
 
 def write_rows(
-    sheet: Sheet, columns: ColumnMap, outcomes: Iterable[RowOutcome | None], out: Path
+    sheet: Sheet,
+    columns: ColumnMap,
+    outcomes: Iterable[RowOutcome | None],
+    out: Path,
+    plans: Callable[[], Sequence[LinePlan]] = tuple,
 ) -> None:
     """Like write_results, with one outcome per row of `sheet`, in order (None: no result).
 
-    The outcomes are taken as the lines are written, so they can be made meanwhile.
+    The outcomes are taken as the lines are written, so they can be made meanwhile;
+    `plans` is asked for the Summary once they all are.
     """
     if out.resolve() == sheet.path.resolve():
         raise OutputError(
@@ -138,12 +157,13 @@ def write_rows(
             hint="Choose another --out; the input file is never modified.",
         )
     check_output_name(out)
-    lines = _lines(sheet, columns, outcomes)
+    layout = _layout(sheet, columns, holds_escaped_cells(sheet.kind, columns))
+    lines = _lines(sheet, columns, layout, outcomes)
     try:
         with _atomic(out) as temporary:
             if output_kind(out) == "xlsx":
                 phone_columns = {i for i in (*columns.recipients, columns.sender) if i is not None}
-                _write_xlsx(temporary, sheet, lines, phone_columns)
+                _write_xlsx(temporary, sheet, layout, lines, phone_columns, plans)
             else:
                 _write_csv(temporary, lines, _delimiter(out, sheet))
     except OSError as exc:
@@ -153,8 +173,26 @@ def write_rows(
         ) from None
 
 
+class _Layout(NamedTuple):
+    """The output's header row, and where each result column is in it."""
+
+    headers: list[str]
+    targets: dict[str, int]
+
+
+def _layout(sheet: Sheet, columns: ColumnMap, unescape: bool) -> _Layout:
+    """The input's headers, then the result columns it lacks."""
+    headers = _texts(sheet.headers) if unescape else list(sheet.headers)
+    targets: dict[str, int] = {}
+    for name in RESULT_COLUMNS:
+        targets[name] = columns.results.get(name, len(headers))
+        if name not in columns.results:
+            headers.append(name)
+    return _Layout(headers, targets)
+
+
 def _lines(
-    sheet: Sheet, columns: ColumnMap, outcomes: Iterable[RowOutcome | None]
+    sheet: Sheet, columns: ColumnMap, layout: _Layout, outcomes: Iterable[RowOutcome | None]
 ) -> Iterator[list[str]]:
     """Every line of the output, with the result columns filled in.
 
@@ -164,12 +202,7 @@ def _lines(
     back has its cells unescaped first, so that writing them escapes each exactly once.
     """
     unescape = holds_escaped_cells(sheet.kind, columns)
-    headers = _texts(sheet.headers) if unescape else list(sheet.headers)
-    targets: dict[str, int] = {}
-    for name in RESULT_COLUMNS:
-        targets[name] = columns.results.get(name, len(headers))
-        if name not in columns.results:
-            headers.append(name)
+    headers, targets = layout
     # Without result columns in the input, the results simply follow its cells.
     appended = not columns.results
     missing = [""] * (len(headers) - len(sheet.headers))  # the result columns it lacks
@@ -182,7 +215,7 @@ def _lines(
         yield _texts(row.cells) if unescape else list(row.cells)
     for _ in range(previous + 1, sheet.header_number):
         yield []
-    yield headers
+    yield list(headers)
     previous = sheet.header_number
     for row, outcome in zip(sheet.rows, outcomes, strict=True):
         for _ in range(previous + 1, row.number):
@@ -219,45 +252,229 @@ def _write_csv(path: Path, lines: Iterator[list[str]], delimiter: str) -> None:
         )
 
 
+class Tint(NamedTuple):
+    """How a status cell is coloured: its fill and its text colour."""
+
+    fill: str
+    font: str
+
+
+GREEN = Tint("#C6EFCE", "#006100")
+RED = Tint("#FFC7CE", "#9C0006")
+AMBER = Tint("#FFEB9C", "#9C5700")
+GREY = Tint("#E7E6E6", "#3A3A3A")
+
+# A status cell's colours, by the status text (README: "The results sheet"). Keyed by the
+# text, not by Status, so that statuses written by other versions are coloured too.
+STATUS_TINTS: dict[str, Tint] = {
+    "sent": GREEN,
+    "delivered": GREEN,
+    "invalid": RED,
+    "failed": RED,
+    "pending": AMBER,
+    "duplicate": GREY,
+    "skipped": GREY,
+    "suppressed": GREY,
+}
+
+# The columns whose cells are coloured by STATUS_TINTS: `delivery` (sent, delivered,
+# read) is filled in by `chert-batch status`, and kept as is by run and validate.
+TINTED_COLUMNS = frozenset({"status", "delivery"})
+
+# Column widths, in characters: fitted to the longest cell, within these bounds.
+WIDTH_MIN = 6
+WIDTH_MAX = 60
+# Room for the filter's drop-down button beside a header, and a margin beside a cell.
+_HEADER_ROOM = 4
+_CELL_ROOM = 2
+
+
+def status_tint(text: str) -> Tint | None:
+    """The colours of a status cell holding `text`; None for a text that is no status."""
+    return STATUS_TINTS.get(text.strip().casefold())
+
+
+def fitted_width(header: str, longest: int) -> int:
+    """A column's width: its header and its longest cell (in characters) fit, within bounds."""
+    return max(WIDTH_MIN, min(WIDTH_MAX, max(len(header) + _HEADER_ROOM, longest + _CELL_ROOM)))
+
+
 def _write_xlsx(
-    path: Path, sheet: Sheet, lines: Iterator[list[str]], phone_columns: set[int]
+    path: Path,
+    sheet: Sheet,
+    layout: _Layout,
+    lines: Iterator[list[str]],
+    phone_columns: set[int],
+    plans: Callable[[], Sequence[LinePlan]],
 ) -> None:
-    # Imported here: openpyxl takes a tenth of a second to import, and CSV output needs none.
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-    from openpyxl.styles import Font
+    """The results workbook: the results on the first sheet, styled, then a Summary sheet.
 
-    book = Workbook(write_only=True)
-    worksheet = book.create_sheet(sheet.sheet_name or "results")
-    bold = Font(bold=True)
+    Written with xlsxwriter in constant-memory mode: rows go to disk as they are made.
+    Every cell is written with write_string, so nothing becomes a formula or a number;
+    control characters are written as Excel's _xHHHH_ escapes, which read back exactly.
+    The widths, the filter and the Summary are decided from every row, once all are
+    written: xlsxwriter places them in the file only when it closes.
+    """
+    # Imported here: CSV output needs no workbook library.
+    from xlsxwriter import Workbook
+    from xlsxwriter.exceptions import FileCreateError
 
-    def string_cell(value: str, font: Font | None, is_phone: bool) -> WriteOnlyCell:
-        """A cell that stays text whatever it holds: never a formula, never a number."""
-        cell = WriteOnlyCell(worksheet)
-        # Set past openpyxl's setter, which cuts strings at Excel's 32,767 characters
-        # without a word: a cell read whole is written whole (README: "The results sheet").
-        cell._value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        cell.data_type = "s"
-        if font is not None:
-            cell.font = font
-        if is_phone:
-            cell.number_format = "@"  # Text: what a person types here later stays text too
-        return cell
+    with tempfile.TemporaryDirectory(prefix="chert-batch-") as spool:
+        # The spooled rows live in `spool`: an interrupted write leaves nothing behind.
+        book = Workbook(str(path), {"constant_memory": True, "tmpdir": spool})
+        name = _sheet_title(sheet.sheet_name)
+        worksheet = book.add_worksheet(name)
+        # xlsxwriter cuts strings at Excel's 32,767 characters without a word: a cell read
+        # whole is written whole (README: "The results sheet"; Excel itself will cut such a
+        # cell when it opens the file, so CSV results keep it for Excel too).
+        worksheet.xls_strmax = sys.maxsize
+        bold = book.add_format({"bold": True})
+        text = book.add_format({"num_format": "@"})  # what a person types later stays text
+        tinted = {
+            tint: book.add_format({"bg_color": tint.fill, "font_color": tint.font})
+            for tint in set(STATUS_TINTS.values())
+        }
+        header_row = sheet.header_number - 1
+        formats = [text if i in phone_columns else None for i in range(len(layout.headers))]
+        styles = _StatusStyles(tinted)
+        seen = _write_lines(worksheet, layout, lines, header_row, bold, formats, styles)
+        headers = [*layout.headers, *[""] * (len(seen.longest) - len(layout.headers))]
+        for column, header in enumerate(headers):
+            style = text if column in phone_columns else None
+            worksheet.set_column(column, column, fitted_width(header, seen.longest[column]), style)
+        worksheet.freeze_panes(header_row + 1, 0)
+        worksheet.autofilter(header_row, 0, seen.last, len(layout.headers) - 1)
+        summary = book.add_worksheet(_summary_title(name))
+        _write_summary(summary, bold, styles, seen, plans())
+        try:
+            book.close()
+        except FileCreateError as exc:
+            raise exc.args[0] from None  # the OSError it wraps: write_rows explains it
 
-    try:
-        for number, line in enumerate(lines, start=1):
-            font = bold if number == sheet.header_number else None
-            worksheet.append(
-                [string_cell(value, font, i in phone_columns) for i, value in enumerate(line)]
-            )
-    except BaseException:
-        # Interrupted (a signal, an error making a line): end openpyxl's spooled rows now.
-        # Left to the interpreter's exit, its two generators close in any order, and the
-        # one writing the rows complains of a closed file with a traceback.
-        worksheet.close()
-        raise
-    book.save(path)
+
+class _StatusStyles:
+    """The format of a status cell, worked out once per status text."""
+
+    def __init__(self, tinted: Mapping[Tint, Format]) -> None:
+        self.tinted = tinted
+        self.known: dict[str, Format | None] = {}
+
+    def of(self, status: str) -> Format | None:
+        """The format of a cell holding `status`: its tint, or none."""
+        if status not in self.known:
+            tint = status_tint(status)
+            self.known[status] = self.tinted[tint] if tint else None
+        return self.known[status]
+
+
+class _Seen(NamedTuple):
+    """What the written rows held: each column's longest cell, the last row, the counts."""
+
+    longest: list[int]
+    last: int
+    statuses: Counter[str]
+    codes: Counter[str]
+
+
+def _write_lines(
+    worksheet: Worksheet,
+    layout: _Layout,
+    lines: Iterator[list[str]],
+    header_row: int,
+    bold: Format,
+    formats: list[Format | None],
+    styles: _StatusStyles,
+) -> _Seen:
+    """Write every line (0-based row numbers), the header bold; say what they held."""
+    longest = [0] * len(formats)
+    statuses: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    status_column, code_column = layout.targets["status"], layout.targets["error_code"]
+    tinted = [i for i, header in enumerate(layout.headers) if header in TINTED_COLUMNS]
+    write = worksheet.write_string
+    last = header_row
+    for index, line in enumerate(lines):
+        if index <= header_row:
+            for column, value in enumerate(line):
+                write(index, column, value, bold)
+            continue
+        if not line:
+            continue  # a blank row stays blank, so that row numbers match the input's
+        if len(line) > len(longest):  # cells under no header: their columns too
+            formats += [None] * (len(line) - len(longest))
+            longest += [0] * (len(line) - len(longest))
+        last = index
+        status = line[status_column]
+        if status:
+            statuses[status] += 1
+        if line[code_column]:
+            codes[line[code_column]] += 1
+        for column in tinted:
+            formats[column] = styles.of(line[column])
+        for column, value in enumerate(line):
+            if value:
+                write(index, column, value, formats[column])
+                if len(value) > longest[column]:
+                    longest[column] = len(value)
+    return _Seen(longest, last, statuses, codes)
+
+
+def _sheet_title(name: str) -> str:
+    """The first sheet's name: the input sheet's, if a workbook may have it, else "results"."""
+    if not name or len(name) > 31 or _BAD_TITLE.search(name) or name.startswith("'"):
+        return "results"
+    return name
+
+
+_BAD_TITLE = re.compile(r"[\[\]:*?/\\]")
+SUMMARY_SHEET = "Summary"
+
+
+def _summary_title(first: str) -> str:
+    """The Summary sheet's name, unless the first sheet already has it (names ignore case)."""
+    if first.casefold() != SUMMARY_SHEET.casefold():
+        return SUMMARY_SHEET
+    return f"{SUMMARY_SHEET} (chert-batch)"
+
+
+def _write_summary(
+    worksheet: Worksheet,
+    bold: Format,
+    styles: _StatusStyles,
+    seen: _Seen,
+    plans: Sequence[LinePlan],
+) -> None:
+    """Counts by status and by error code, then the per-line plan, one table under another."""
+    statuses, codes = seen.statuses, seen.codes
+    rows: list[tuple[Format | None, list[str | int]]] = [(bold, ["status", "rows"])]
+    order = {text: place for place, text in enumerate(STATUS_TINTS)}
+    for status in sorted(statuses, key=lambda text: (order.get(text, len(order)), text)):
+        rows.append((styles.of(status), [status, statuses[status]]))
+    rows.append((None, ["total", sum(statuses.values())]))
+    if codes:
+        rows += [(None, []), (bold, ["error code", "meaning", "rows"])]
+        for code in sorted(codes, key=lambda text: (not text.isdigit(), len(text), text)):
+            meaning = CODE_MEANINGS.get(int(code), "") if code.isdigit() else ""
+            rows.append((None, [code, meaning, codes[code]]))
+    if plans:
+        rows += [(None, []), (bold, ["line", "first touches", "follow-ups", "estimate"])]
+        for plan in plans:
+            estimate = ""
+            if plan.first_touches:
+                seconds = plan.estimate_seconds
+                estimate = f"about {duration(seconds)}" if seconds > 0 else "right away"
+            line = plan.line or "chats named by chat_id"
+            rows.append((None, [line, plan.first_touches, plan.follow_ups, estimate]))
+    for number, (style, cells) in enumerate(rows):
+        for column, value in enumerate(cells):
+            cell_style = style if column == 0 or style is bold else None
+            if isinstance(value, int):
+                worksheet.write_number(number, column, value, cell_style)
+            else:
+                worksheet.write_string(number, column, value, cell_style)
+    worksheet.set_column(0, 0, 24)
+    worksheet.set_column(1, 1, 36)
+    worksheet.set_column(2, 3, 14)
 
 
 @contextmanager

@@ -274,7 +274,7 @@ def run_file(
     }
     report.limit_sent = sum(outcomes[row].status is Status.SENT for row in report.limit_rows)
     try:
-        write_results(prepared.sheet, prepared.columns, outcomes, options.job.output)
+        write_results(prepared.sheet, prepared.columns, outcomes, options.job.output, report.lines)
     except OutputError as error:
         raise _not_written(error, options, report.sent_now) from None
     summary = summarize(options.job, plan, outcomes)

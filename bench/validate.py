@@ -6,6 +6,7 @@ from each child's own rusage via os.wait4):
 - baseline: `polars.read_excel(path, infer_schema_length=0)`, then parse +
   is_valid_number + E.164 of every From and To number, once each (lru_cache);
 - validate: `chert-batch validate FILE --out TMP.csv` (exit 0 or 1 both count as ran);
+  `--results xlsx` writes TMP.xlsx instead (the default for XLSX input);
 - validate, placeholders: the same rows, but every Message cell greets by placeholder
   (`{{First name}}` or `{{First name|there}}`) instead of the name typed in, so every
   row is rendered; the baseline is the same irreducible work on that sheet.
@@ -15,7 +16,7 @@ From, To, Group name, Message, Link, Owner; text and numeric phone cells, ~30 % 
 recipients, ~5 % group rows, ~10 % links) is written once with openpyxl (write_only, a
 declared dependency) to bench/out/ (gitignored) and reused for the same --rows.
 
-Run: python bench/validate.py [--rows 100000] [--repeat 3] [--json]
+Run: python bench/validate.py [--rows 100000] [--repeat 3] [--results csv|xlsx] [--json]
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="data rows (default 100000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument(
+        "--results", choices=("csv", "xlsx"), default="csv", help="results format (default csv)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--baseline-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -178,7 +182,9 @@ def main() -> None:
         baseline(args.baseline_child)
         return
     figures = {
-        variant: measure_sheet(args.rows, args.repeat, placeholders=variant == "placeholders")
+        variant: measure_sheet(
+            args.rows, args.repeat, args.results, placeholders=variant == "placeholders"
+        )
         for variant in ("plain", "placeholders")
     }
     if args.json:
@@ -187,7 +193,7 @@ def main() -> None:
     for variant, figure in figures.items():
         verdict = "PASS" if figure["pass"] else "over"
         print(f"{variant} sheet")
-        print(f"  rows                    {args.rows:>10,}")
+        print(f"  rows                    {args.rows:>10,}  ({args.results} results)")
         base_peak, subject_peak = figure["baseline_peak_mb"], figure["validate_peak_mb"]
         print(f"  baseline (read + E.164) {figure['baseline_s']:>9.2f} s  peak {base_peak:>6} MB")
         print(
@@ -197,7 +203,9 @@ def main() -> None:
         print(f"  (best of {figure['repeat']}; validate exit {figure['validate_exit']})")
 
 
-def measure_sheet(rows: int, repeat: int, *, placeholders: bool) -> dict[str, Any]:
+def measure_sheet(
+    rows: int, repeat: int, results_kind: str, *, placeholders: bool
+) -> dict[str, Any]:
     """Baseline and validate, alternately, on one generated sheet: the figures."""
     tag = "-placeholders" if placeholders else ""
     sheet = OUT_DIR / f"validate-{rows}{tag}.xlsx"
@@ -208,16 +216,22 @@ def measure_sheet(rows: int, repeat: int, *, placeholders: bool) -> dict[str, An
     base_argv = [sys.executable, __file__, "--baseline-child", str(sheet)]
     with tempfile.TemporaryDirectory() as tmp:
         subject_argv = [sys.executable, "-c", "from batcher.cli import main; main()"]
-        subject_argv += ["validate", str(sheet), "--out", str(Path(tmp) / "results.csv")]
+        results = Path(tmp) / f"results.{results_kind}"
+        subject_argv += ["validate", str(sheet), "--out", str(results)]
         base_runs: list[Run] = []
         subject_runs: list[Run] = []
         for _ in range(repeat):
             base_runs.append(measure("baseline", base_argv, (0,)))
             subject_runs.append(measure("chert-batch validate", subject_argv, (0, 1)))
+            if not results.exists():  # exit 1 is also what a crash gives
+                sys.stderr.write("chert-batch validate wrote no results: not a measurement\n")
+                raise SystemExit(1)
+            results.unlink()
     base = min(run.seconds for run in base_runs)
     subject = min(run.seconds for run in subject_runs)
     return {
         "rows": rows,
+        "results": results_kind,
         "repeat": len(base_runs),
         "baseline_s": round(base, 3),
         "validate_s": round(subject, 3),

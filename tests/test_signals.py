@@ -100,12 +100,12 @@ def test_a_stop_while_loading_or_planning_exits_3(
 
 
 def writing_started(tmp_path: Path) -> Callable[[], bool]:
-    """Whether the results sheet is being written: openpyxl spools its rows in TMPDIR first.
+    """Whether the results workbook is being written: its rows are spooled in TMPDIR first.
 
-    Rows in the spool file (a size), not just the file: openpyxl creates it, then registers
-    it for removal at exit, and a signal in between would orphan it (not ours to fix).
+    Rows in a spool file (a size), not just the folder batcher.results makes for them.
     """
-    return lambda: any(spool.stat().st_size for spool in (tmp_path / "tmp").glob("openpyxl*"))
+    spools = tmp_path / "tmp"
+    return lambda: any(spool.stat().st_size for spool in spools.glob("chert-batch-*/*"))
 
 
 @pytest.mark.parametrize(

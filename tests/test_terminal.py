@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from batcher.lineplan import LinePlan, finish_estimate
+from batcher.lineplan import LinePlan, duration, finish_estimate
 from batcher.model import Problem, Status
 from batcher.pipeline import Report
-from batcher.render import confirmation, duration, plural, validate_summary, wrapped
+from batcher.render import confirmation, plural, validate_summary, wrapped
 from batcher.running import Preview
 from tests.runs import LINE_A, recipient, sheet
 
