@@ -541,6 +541,10 @@ def row_outcome(
         return RowOutcome(
             Status.SENT,
             chat_id=done[0].chat_id,
+            # Sent records carry a note only when sent earlier, from another sheet or journal.
+            error_message=next(
+                (record.error_message for record in done if record.error_message), ""
+            ),
             sent_at=last.sent_at,
             trace_id=last.trace_id,
             **common,

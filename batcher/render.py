@@ -142,6 +142,12 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     """
     sent = plural(report.sent_now, "message")
     lines = [f"{report.source}: {plural(report.total, 'row')}; {sent} sent in this run."]
+    if report.sent_earlier:
+        lines.append(
+            f"{plural(report.sent_earlier, 'message')} had been sent earlier, from another "
+            "sheet or journal (the send history says so, or Chert answered with the "
+            "original): not sent again; their ids are in the results."
+        )
     if report.cancelled:
         lines = [f"{report.source}: nothing was sent (not confirmed)."]
     lines += [*_read_as(report), ""]
