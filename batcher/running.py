@@ -184,6 +184,14 @@ def run_file(
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
         if todo:
+            # Claimed before the confirmation, so that it counts what this run will send.
+            claims = Claims(home_folder(), target.account, options.journal_path)
+            report.elsewhere = _claim(claims, todo)
+            held |= {r.key for r in todo if r.row in report.elsewhere}
+            todo = [r for r in todo if r.key not in held]
+        if todo:
+            # Read after claiming: a key another run sent is in the history before that
+            # run gives its claim back, so no send slips between the two.
             history = History(home_folder(), target.account, options.job.campaign)
             earlier = _from_history(journal, history, todo)
             records = {**records, **earlier}
@@ -195,12 +203,6 @@ def run_file(
                 history, plan, todo, records, since, options.skip_contacted
             )
             held |= {r.key for r in todo if r.row in report.contacted}
-            todo = [r for r in todo if r.key not in held]
-        if todo:
-            # Claimed before the confirmation, so that it counts what this run will send.
-            claims = Claims(home_folder(), target.account, options.journal_path)
-            report.elsewhere = _claim(claims, todo)
-            held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
         report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
         if todo and confirm(_preview(plan, todo, held, report)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -19,7 +20,7 @@ from batcher.sandbox.state import State
 from batcher.sending import RetryPolicy, SendConfig
 from tests.clocks import ShiftedClock
 from tests.media_files import PNG, write
-from tests.runs import LINE_A, ledger, recipient, sheet, stats
+from tests.runs import LINE_A, cli_env, ledger, recipient, run_cli, sheet, stats
 
 QUICK = RetryPolicy(attempts=5, total_seconds=30, wait_initial=0.01, wait_max=0.1, wait_jitter=0.01)
 DAY = 86_400.0
@@ -207,3 +208,23 @@ def test_skip_contacted(days: tuple[Days, RunningSandbox], tmp_path: Path) -> No
     )
     # Spring's touch is 3 days old now; summer's, to recipient 3, is from today.
     assert [row["status"] for row in results(again.output)] == ["sent", "skipped", "sent"]
+
+
+def test_cli_skip_contacted_and_sent_earlier(box: RunningSandbox, tmp_path: Path) -> None:
+    """From the command line: --skip-contacted, and --json counting messages sent earlier."""
+    path = sheet(tmp_path / "in.csv", ROWS)
+    env = cli_env(box)
+    first = run_cli(["run", str(path), "--yes", "--rate", "0"], env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    copy = tmp_path / "copy.csv"
+    shutil.copy(path, copy)
+    again = run_cli(["run", str(copy), "--yes", "--rate", "0", "--json"], env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["sent_now"], summary["sent_earlier"]) == (0, 3)
+    out = str(tmp_path / "next.csv")
+    options = ["--campaign", "next", "--out", out, "--skip-contacted", "1", "--json"]
+    other = run_cli(["run", str(path), "--yes", *options], env)
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert json.loads(other.stdout)["by_status"]["skipped"] == 3
+    assert len(ledger(box)) == 3
