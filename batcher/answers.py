@@ -19,6 +19,8 @@ from batcher.planning import KEY_PREFIX
 # before it: more than the clocks of this machine and Chert's may disagree (HMAC
 # refuses beyond 5 minutes; NTP keeps them within a second).
 REPLAY_MARGIN_SECONDS = 60.0
+# How the results of a row whose derived key Chert had with other content begin.
+REUSED_KEY = "not sent again: Chert already has this message's key with other content"
 # 1006 (too many recipients) also comes as a 422: about the request, not the key.
 _NOT_ABOUT_THE_KEY = frozenset({1006})
 
@@ -86,6 +88,11 @@ def sent_before(result: Answer, wall: float) -> str:
     return created if when < wall - REPLAY_MARGIN_SECONDS else ""
 
 
+def is_reused_key(error_message: str) -> bool:
+    """Whether a failed row's message is `reused_key`'s: nothing in the row to fix."""
+    return error_message.startswith(REUSED_KEY)
+
+
 def reused_key(key: str, result: Answer | Unanswered) -> str:
     """What a 422 on a key chert-batch derived means, for the results; '' for anything else.
 
@@ -103,7 +110,7 @@ def reused_key(key: str, result: Answer | Unanswered) -> str:
     ):
         return ""
     return (
-        "not sent again: Chert already has this message's key with other content (HTTP "
+        f"{REUSED_KEY} (HTTP "
         f"422{f' {result.code}' if result.code else ''}), so it was sent earlier from "
         "another sheet or journal. Nothing to fix in the row: changing it would send the "
         "message twice. To send it again on purpose, as a new message, use another "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from batcher.answers import is_reused_key
 from batcher.cells import holds_escaped_cells
 from batcher.columns import ColumnMap, map_columns
 from batcher.errors import NothingToSend
@@ -116,6 +117,8 @@ class Report:
     resend_changed: bool = False
     # Distinct media URLs that passed what validate checks: their hosts are checked when sending.
     media_urls: int = 0
+    # Failed rows whose derived key Chert had with other content: sent earlier, nothing to fix.
+    reused_keys: int = 0
     # The encoding a CSV file was read in ("UTF-8", "Windows-1252", ...); "" for XLSX.
     encoding: str = ""
     # What each line is to send and when its last new chat can go, at `pace`.
@@ -490,6 +493,7 @@ def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
         code = int(outcome.error_code) if coded else 0
         source: ProblemSource = "api" if coded else "local"
         report.problems.append(Problem(row.row, "", "", code, outcome.error_message, source))
+        report.reused_keys += is_reused_key(outcome.error_message)
 
 
 def _carried_outcome(

@@ -169,8 +169,14 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
             lines.append(f"Rerun the same command to finish: {rerun}")
     elif report.by_status[Status.PENDING]:
         lines.append(f"Next: run the same command again to send what is pending: {rerun}")
-    elif report.by_status[Status.INVALID] or report.by_status[Status.FAILED]:
+    elif report.by_status[Status.INVALID] or report.by_status[Status.FAILED] > report.reused_keys:
         lines.append("Next: fix the invalid or failed rows in the sheet, then run again.")
+    if report.reused_keys:
+        rows = plural(report.reused_keys, "failed row")
+        lines.append(
+            f"Nothing to fix in {rows} whose key Chert already had with other content: "
+            "each was sent earlier, from another sheet or journal (see its error_message)."
+        )
     return "\n".join(lines)
 
 

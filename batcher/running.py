@@ -244,6 +244,7 @@ def run_file(
         summary.by_code,
         summary.problems,
     )
+    report.reused_keys = summary.reused_keys
     return report
 
 

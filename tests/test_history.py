@@ -14,6 +14,7 @@ import pytest
 from batcher.client import Credentials
 from batcher.clock import Clock
 from batcher.pipeline import JobOptions
+from batcher.render import run_summary
 from batcher.running import RunOptions, RunReport, Target, run_file
 from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from batcher.sandbox.state import State
@@ -166,6 +167,12 @@ def test_422_on_a_derived_key_is_not_fix_the_row(
     assert "fix the row" not in row["error_message"].replace("Nothing to fix in the row", "")
     assert row["error_code"] == ""
     assert len(ledger(box)) == 1
+    summary = run_summary(report, "chert-batch run in.csv")
+    assert "Next: fix" not in summary
+    assert (
+        "Nothing to fix in 1 failed row whose key Chert already had with other content: each "
+        "was sent earlier, from another sheet or journal (see its error_message)."
+    ) in summary
 
 
 def test_a_replay_is_reported_as_sent_earlier(
