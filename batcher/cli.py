@@ -522,6 +522,14 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     help="A canary: send only the first N rows to send (a chat's rows go together).",
 )
 @click.option(
+    "--skip-contacted",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="DAYS",
+    cls=_Worded,
+    help="Skip rows whose recipients had a new chat from this account in the last DAYS "
+    "days, in any campaign (from the send history).",
+)
+@click.option(
     "--resend-changed",
     is_flag=True,
     help="Send rows edited since they were sent as new messages (a second message each).",
@@ -562,6 +570,7 @@ def run(
     use_sandbox: bool,
     yes: bool,
     limit: int | None,
+    skip_contacted: float | None,
     resend_changed: bool,
     verbose: int,
     journal_max_pages: int | None,
@@ -571,7 +580,7 @@ def run(
     Loads and checks the file as `validate` does, skips what the journal says
     is already sent, sends the rest, and writes the results sheet. Run it again
     after any failure or interruption: it sends only what is not yet settled.
-    Exit 0 when every row is sent or a duplicate, 1 when some rows are invalid,
+    Exit 0 when every row is sent, a duplicate, skipped or suppressed, 1 when some rows are invalid,
     failed or pending (or there are none), 2 on wrong usage, 3 when stopped early.
     """
     interactive = _is_terminal(sys.stdin) and _is_terminal(sys.stderr)
@@ -609,6 +618,7 @@ def run(
             window=window,
         ),
         journal=journal,
+        skip_contacted=skip_contacted,
         journal_max_pages=journal_max_pages,
         limit=limit,
     )

@@ -6,11 +6,11 @@ runs use at once: WAL, a busy timeout, and short transactions.
 
 `history.sqlite` holds, per account, the keys that runs are sending right now
 (`claims`, with the `runs` that hold them), so that two runs of one sheet with
-different journals never send a key at the same time. The send history (a `sent`
-table per account) is meant to join it, under the same account ids. An account is
-its base URL and tenant, or, for bearer auth without a tenant, a one-way fingerprint
-of the secret: the secret itself is never stored. The opt-out list is
-`optouts.sqlite` (see batcher.optouts), one for the whole home.
+different journals never send a key at the same time, and the send history
+(`sent` and `uploads` per account, see batcher.history), under the same account
+ids. An account is its base URL and tenant, or, for bearer auth without a tenant,
+a one-way fingerprint of the secret: the secret itself is never stored. The
+opt-out list is `optouts.sqlite` (see batcher.optouts), one for the whole home.
 
 A claim names its run (pid, host, start, journal). A run that died leaves its claims
 to be taken over: its pid is gone (same host), or its lease ran out (no heartbeat

@@ -24,7 +24,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -267,15 +267,71 @@ class Journal:
             (key, body_sha256, row, step, chat, State.SENDING, now_iso()),
         )
 
-    def sent(self, key: str, *, chat_id: str, message_id: str, trace_id: str) -> None:
-        """Commit a success, with the ids the API gave."""
+    def sent(
+        self,
+        key: str,
+        *,
+        chat_id: str,
+        message_id: str,
+        trace_id: str,
+        sent_at: str = "",
+        note: str = "",
+    ) -> None:
+        """Commit a success, with the ids the API gave.
+
+        `sent_at` and `note` are for a message sent earlier (the API replayed it):
+        when it was sent, and what the results say about it.
+        """
         now = now_iso()
         self._write(
             """UPDATE requests SET state = ?, chat_id = ?, message_id = ?, trace_id = ?,
-                   error_code = 0, error_message = '', sent_at = ?, updated_at = ?
+                   error_code = 0, error_message = ?, sent_at = ?, updated_at = ?
                WHERE key = ?""",
-            (State.SENT, chat_id, message_id, trace_id, now, now, key),
+            (State.SENT, chat_id, message_id, trace_id, note, sent_at or now, now, key),
         )
+
+    def sent_earlier(self, records: Sequence[Record]) -> None:
+        """Commit as sent, in one transaction, requests another journal sent (the send history).
+
+        Each record carries its ids, time and note; no attempt is counted: this journal
+        sent nothing.
+        """
+        now = now_iso()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(
+                    """INSERT INTO requests (key, body_sha256, row, step, chat, state, chat_id,
+                           message_id, trace_id, error_message, sent_at, updated_at)
+                       VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (key) DO UPDATE SET state = excluded.state,
+                           chat_id = excluded.chat_id, message_id = excluded.message_id,
+                           trace_id = excluded.trace_id, error_code = 0,
+                           error_message = excluded.error_message, sent_at = excluded.sent_at,
+                           updated_at = excluded.updated_at""",
+                    [
+                        (
+                            r.key,
+                            r.row,
+                            r.step,
+                            r.chat,
+                            State.SENT,
+                            r.chat_id,
+                            r.message_id,
+                            r.trace_id,
+                            r.error_message,
+                            r.sent_at,
+                            now,
+                        )
+                        for r in records
+                    ],
+                )
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise journal_failed(self.path, exc) from None
 
     def settle(
         self,

@@ -27,6 +27,8 @@ _WHAT_TO_DO: dict[Status, str] = {
     Status.INVALID: "refused before sending: fix the row, then run again",
     Status.FAILED: "refused by Chert: fix the row or the account, then run again",
     Status.DUPLICATE: "repeats an earlier row; not sent",
+    Status.SKIPPED: "hidden in the sheet or contacted recently; not sent",
+    Status.SUPPRESSED: "opted out or on a suppression list; not sent",
 }
 
 
@@ -90,7 +92,15 @@ def _journal_read(report: Report) -> list[str]:
     return [f"Journal: {report.journal_read} (what it records as sent is shown as sent)"]
 
 
-_ORDER = (Status.SENT, Status.PENDING, Status.FAILED, Status.INVALID, Status.DUPLICATE)
+_ORDER = (
+    Status.SENT,
+    Status.PENDING,
+    Status.FAILED,
+    Status.INVALID,
+    Status.DUPLICATE,
+    Status.SKIPPED,
+    Status.SUPPRESSED,
+)
 
 
 def _status_table(report: Report, notes: dict[Status, str]) -> list[str]:
@@ -142,6 +152,12 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     """
     sent = plural(report.sent_now, "message")
     lines = [f"{report.source}: {plural(report.total, 'row')}; {sent} sent in this run."]
+    if report.sent_earlier:
+        lines.append(
+            f"{plural(report.sent_earlier, 'message')} had been sent earlier, from another "
+            "sheet or journal (the send history says so, or Chert answered with the "
+            "original): not sent again; their ids are in the results."
+        )
     if report.cancelled:
         lines = [f"{report.source}: nothing was sent (not confirmed)."]
     lines += [*_read_as(report), ""]
@@ -165,8 +181,14 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
             lines.append(f"Rerun the same command to finish: {rerun}")
     elif report.by_status[Status.PENDING] and not report.limit_held:
         lines.append(f"Next: run the same command again to send what is pending: {rerun}")
-    elif report.by_status[Status.INVALID] or report.by_status[Status.FAILED]:
+    elif report.by_status[Status.INVALID] or report.by_status[Status.FAILED] > report.reused_keys:
         lines.append("Next: fix the invalid or failed rows in the sheet, then run again.")
+    if report.reused_keys:
+        rows = plural(report.reused_keys, "failed row")
+        lines.append(
+            f"Nothing to fix in {rows} whose key Chert already had with other content: "
+            "each was sent earlier, from another sheet or journal (see its error_message)."
+        )
     return "\n".join(lines)
 
 

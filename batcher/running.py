@@ -25,6 +25,7 @@ from batcher.client import (
 )
 from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
+from batcher.history import History
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.limiting import limit_rows
@@ -47,7 +48,7 @@ from batcher.preview import Shown, first_rows
 from batcher.quiet import night_count
 from batcher.results import check_writable, write_results
 from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
-from batcher.sending import SendConfig, Sender, SendResult, Tally
+from batcher.sending import SendConfig, Sender, SendResult, Tally, sent_earlier_note
 from batcher.uploading import Uploader
 
 log = logging.getLogger("batcher.running")
@@ -74,6 +75,9 @@ class RunOptions:
     job: JobOptions
     send: SendConfig = field(default_factory=SendConfig)
     journal: Path | None = None
+    # --skip-contacted DAYS: rows whose recipients had a first touch from this account in
+    # the last DAYS days (send history, any campaign) end skipped.
+    skip_contacted: float | None = None
     # Test-only: cap the journal's size in pages, to meet a real "disk full" (SQLITE_FULL).
     journal_max_pages: int | None = None
     # --limit: send only the first N rows to send, chats whole (see batcher.limiting).
@@ -125,6 +129,11 @@ class RunReport(Report):
     stopped: Stopped | None = None
     deferred: dict[str, datetime] = field(default_factory=dict)
     sent_now: int = 0
+    # Messages found sent before this run, from another sheet or journal: by the send
+    # history (nothing sent) or by Chert answering a key with its original message.
+    sent_earlier: int = 0
+    # Rows left out by --skip-contacted: row → the note its results carry.
+    contacted: dict[int, str] = field(default_factory=dict)
     cancelled: bool = False
     # Rows another live run is sending right now (claims in the per-user home), by row.
     elsewhere: dict[int, RunInfo] = field(default_factory=dict)
@@ -160,6 +169,7 @@ class RunReport(Report):
         summary.update(
             journal=str(self.journal),
             sent_now=self.sent_now,
+            sent_earlier=self.sent_earlier,
             stopped=self.stopped.reason if self.stopped else None,
             deferred={line: when.isoformat() for line, when in self.deferred.items()},
             elsewhere=[
@@ -204,6 +214,7 @@ def run_file(
     prepared = prepare(options.job)
     journal = Journal(options.journal_path, max_pages=options.journal_max_pages)
     claims: Claims | None = None
+    history: History | None = None
     try:
         _check_target(journal, target)
         plan = prepared.plan
@@ -237,6 +248,21 @@ def run_file(
             report.elsewhere = _claim(claims, todo)
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
+        if todo:
+            # Read after claiming: a key another run sent is in the history before that
+            # run gives its claim back, so no send slips between the two.
+            history = History(home_folder(), target.account, options.job.campaign)
+            earlier = _from_history(journal, history, todo)
+            records = {**records, **earlier}
+            report.sent_earlier = len(earlier)
+            todo = [r for r in todo if r.key not in earlier]
+        if todo and history is not None and options.skip_contacted is not None:
+            since = clock.wall() - options.skip_contacted * _DAY
+            report.contacted = _contacted(
+                history, plan, todo, records, since, options.skip_contacted
+            )
+            held |= {r.key for r in todo if r.row in report.contacted}
+            todo = [r for r in todo if r.key not in held]
         report.lines, report.pace = line_plans(todo, options.job.pace), options.job.pace
         sending = {request.row for request in todo}
         report.preview = first_rows(
@@ -253,7 +279,9 @@ def run_file(
                 ref: tuple(r for r in requests if r.key not in held)
                 for ref, requests in plan.chats.items()
             }
-            work = _Work(chats, records, prepared.media, claims, _first_touches(plan, records))
+            work = _Work(
+                chats, records, prepared.media, claims, _first_touches(plan, records), history
+            )
             _send_all(journal, options, target, work, on_progress, report, clock)
             records = _records_after(journal, keys, records)
         elif todo:
@@ -261,12 +289,15 @@ def run_file(
     finally:
         if claims is not None:
             claims.release()
+        if history is not None:
+            history.close()
         journal.close()
     kept = {} if options.job.resend_changed else changed
     outcomes = {
         row.row: prepared.carried.get(row.row)
         or (kept[row.row].sent if row.row in kept else None)
         or (_elsewhere(row, report.elsewhere[row.row]) if row.row in report.elsewhere else None)
+        or (_skipped(row, report.contacted[row.row]) if row.row in report.contacted else None)
         or _settled(
             row, _limited(row_outcome(row, plan.chats, records, conflicts), row.row, report), report
         )
@@ -283,6 +314,7 @@ def run_file(
         summary.by_code,
         summary.problems,
     )
+    report.reused_keys = summary.reused_keys
     return report
 
 
@@ -338,6 +370,74 @@ def _limited(outcome: RowOutcome, row: int, report: RunReport) -> RowOutcome:
     )
 
 
+_DAY = 86_400.0
+
+
+def _from_history(journal: Journal, history: History, todo: list[Request]) -> dict[str, Record]:
+    """The requests the account's send history holds as sent, now in this journal too.
+
+    Sent from another sheet or journal: they are not sent again, and their ids fill the
+    results (and let this sheet's later rows follow up in their chats).
+    """
+    earlier = history.sent(request.key for request in todo)
+    found: dict[str, Record] = {}
+    for request in todo:
+        entry = earlier.get(request.key)
+        if entry is not None:
+            found[request.key] = Record(
+                request.key,
+                "",
+                request.row,
+                request.step,
+                request.chat,
+                State.SENT,
+                chat_id=entry.chat_id,
+                message_id=entry.message_id,
+                error_message=sent_earlier_note(entry.sent_at[:10], "the send history"),
+                trace_id=entry.trace_id,
+                sent_at=entry.sent_at,
+            )
+    if found:
+        journal.sent_earlier(list(found.values()))
+    return found
+
+
+def _contacted(
+    history: History,
+    plan: Plan,
+    todo: list[Request],
+    records: dict[str, Record],
+    since: float,
+    days: float,
+) -> dict[int, str]:
+    """--skip-contacted: rows with nothing sent yet whose recipients had a first touch lately.
+
+    First touches by this sheet's own requests do not count (its chats' later rows).
+    """
+    contacted = history.contacted(since, exclude={request.key for request in plan.requests})
+    if not contacted:
+        return {}
+    begun = {
+        request.row
+        for request in plan.requests
+        if (record := records.get(request.key)) is not None and record.state is State.SENT
+    }
+    notes: dict[int, str] = {}
+    for request in todo:
+        when = [contacted[number] for number in request.recipients if number in contacted]
+        if when and request.row not in begun and request.row not in notes:
+            notes[request.row] = (
+                f"contacted on {max(when)[:10]} (--skip-contacted {days:g}); not sent"
+            )
+    return notes
+
+
+def _skipped(row: RowPlan, note: str) -> RowOutcome:
+    """A row --skip-contacted left out."""
+    keys = " ".join(request.key for request in row.requests)
+    return RowOutcome(Status.SKIPPED, idempotency_key=keys, error_message=note)
+
+
 def _elsewhere(row: RowPlan, run: RunInfo) -> RowOutcome:
     """A row left to the run that is sending it right now."""
     return RowOutcome(
@@ -378,6 +478,7 @@ def _send_all(
     report.stopped, report.deferred = result.stopped, result.deferred
     report.outside, report.window_opens = result.outside, result.window_opens
     report.sent_now = result.sent
+    report.sent_earlier += result.earlier
 
 
 def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
@@ -442,6 +543,8 @@ class _Work:
     claims: Claims | None = None
     # Per line, the wall times of the first touches already sent (a rerun keeps the caps).
     history: dict[str, list[float]] = field(default_factory=dict)
+    # The account's send history in the per-user home: what is sent is recorded there too.
+    sent_history: History | None = None
 
 
 async def _send(
@@ -477,6 +580,7 @@ async def _send(
                 work.media,
                 downloads,
                 allow_loopback=options.job.allow_loopback_media,
+                history=work.sent_history,
             )
         sender = Sender(
             caller,
@@ -486,6 +590,7 @@ async def _send(
             clock=clock,
             pace=LinePace(options.job.line_gap, options.job.line_daily),
             history=work.history,
+            sent_history=work.sent_history,
             on_progress=on_progress,
         )
         chat_ids = journal.chat_ids()

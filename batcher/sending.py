@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 
 import anyio
 
-from batcher.answers import Kind, classify, describe
+from batcher.answers import Kind, classify, describe, reused_key, sent_before
 from batcher.caller import HELD, STOPPED, Caller, RetryPolicy, Stopped
 from batcher.client import Answer, Unanswered, encode
 from batcher.clock import SYSTEM_CLOCK, Clock
+from batcher.history import History
 from batcher.journal import Journal, Record, State, body_digest
 from batcher.pacing import UNPACED, LineGate, LinePace
 from batcher.planning import KEY_PREFIX, Request
@@ -60,6 +61,8 @@ class Tally:
     sent: int = 0
     failed: int = 0
     pending: int = 0
+    # Accepted, but sent before this run: Chert answered with the original message.
+    earlier: int = 0
     # --wait: lines waiting longer than --max-wait, and when (wall time) they send next.
     waiting: dict[str, float] = field(default_factory=dict)
     # --wait --window: chats waiting for their recipients' window: when it opens (wall
@@ -69,7 +72,7 @@ class Tally:
     @property
     def done(self) -> int:
         """Requests that got a final word in this run."""
-        return self.sent + self.failed + self.pending
+        return self.sent + self.failed + self.pending + self.earlier
 
 
 @dataclass
@@ -82,6 +85,7 @@ class SendResult:
     # Requests left pending outside --window, and when the first of them may go (None: never).
     outside: int = 0
     window_opens: datetime | None = None
+    earlier: int = 0  # accepted as sent before this run (replayed by Chert)
 
 
 _SIGNAL_NAMES = {
@@ -125,6 +129,7 @@ class Sender:
         clock: Clock = SYSTEM_CLOCK,
         pace: LinePace = UNPACED,
         history: Mapping[str, Sequence[float]] | None = None,
+        sent_history: History | None = None,
         on_progress: Callable[[Tally], None] = lambda tally: None,
     ) -> None:
         self.caller = caller
@@ -136,6 +141,9 @@ class Sender:
         self.pace = pace
         # Wall times of the first touches each line already made (from the journal).
         self.history = history or {}
+        # The per-user send history: every accepted request is recorded there too.
+        self.sent_history = sent_history
+        self.started = clock.wall()
         self.gates: dict[str, LineGate[_Chat]] = {}
         self.tally = Tally()
         self.result = SendResult()
@@ -161,6 +169,7 @@ class Sender:
     ) -> SendResult:
         """Send what the journal has not settled; stop early on a signal or a fatal answer."""
         self._records = records
+        self.started = self.clock.wall()
         work = []
         for requests in chats.values():
             todo = sum(_state(records.get(r.key)) is not State.SENT for r in requests)
@@ -180,7 +189,7 @@ class Sender:
                     workers.start_soon(self._worker)
             group.cancel_scope.cancel()
         self.result.stopped = self.caller.stopped
-        self.result.sent = self.tally.sent
+        self.result.sent, self.result.earlier = self.tally.sent, self.tally.earlier
         return self.result
 
     async def _watch_signals(self) -> None:
@@ -430,18 +439,37 @@ class Sender:
             message = result.payload.get("message") or {}
             chat = result.payload.get("chat") or {}
             chat_id = str(chat.get("id") or message.get("chat_id") or "")
+            message_id = str(message.get("id") or "")
+            earlier = sent_before(result, self.started)
             self.journal.sent(
                 request.key,
                 chat_id=chat_id,
-                message_id=str(message.get("id") or ""),
+                message_id=message_id,
                 trace_id=result.trace_id,
+                sent_at=earlier,
+                note=sent_earlier_note(earlier[:10], "Chert answered with it") if earlier else "",
             )
-            self.tally.sent += 1
+            if self.sent_history is not None:
+                wall = _wall_of(earlier) if earlier else self.clock.wall()
+                self.sent_history.record(
+                    request,
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    trace_id=result.trace_id,
+                    wall=wall,
+                )
+            if earlier:
+                self.tally.earlier += 1
+            else:
+                self.tally.sent += 1
             self.on_progress(self.tally)
             return chat_id
         if kind in _FINAL:
             assert isinstance(result, Answer)
-            self._settle(request, State.FAILED, result.message, result)
+            reused = reused_key(request.key, result)
+            # A reused key's code would read as "fix the row": the note says all.
+            code = 0 if reused else None
+            self._settle(request, State.FAILED, reused or result.message, result, code=code)
         elif self.stopping and isinstance(result, Unanswered):
             pass  # interrupted: the journal keeps "sending", and the summary says so
         elif result is not STOPPED:
@@ -454,12 +482,15 @@ class Sender:
         state: State,
         message: str,
         answer: Answer | Unanswered | None = None,
+        code: int | None = None,
     ) -> None:
+        if code is None:
+            code = answer.code if isinstance(answer, Answer) else 0
         self.journal.settle(
             request.key,
             state,
             where=(request.row, request.step, request.chat),
-            code=answer.code if isinstance(answer, Answer) else 0,
+            code=code,
             message=message,
             trace_id=answer.trace_id if isinstance(answer, Answer) else "",
         )
@@ -481,3 +512,12 @@ def _local_time(wall: float) -> str:
 def _deferred(until: float) -> str:
     when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"deferred until {when}: the line is out of capacity; rerun after that"
+
+
+def sent_earlier_note(day: str, how: str) -> str:
+    """What the results say of a message sent before this run, from another sheet or journal."""
+    return f"sent earlier, on {day}, from another sheet or journal ({how}); not sent again"
+
+
+def _wall_of(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

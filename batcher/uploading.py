@@ -1,7 +1,8 @@
-"""Uploads: each distinct content once per run (and once ever, thanks to the journal).
+"""Uploads: each distinct content once per account, ever (the journal and the send history).
 
 A media part names a file or a URL; before its request is sent, the content is
-read (or downloaded), hashed, and looked up in the journal. Content never
+read (or downloaded), hashed, and looked up in the journal, then in the account's
+send history (uploads of other journals). Content never
 uploaded is reserved (`POST /attachments`) and its bytes `PUT` where the
 reservation says, retried like sends. A hundred rows sharing one image, or a
 rerun, cost one upload.
@@ -29,6 +30,7 @@ from tenacity import (
 from batcher.answers import Kind, classify, describe
 from batcher.caller import Caller
 from batcher.client import Answer, Unanswered, encode
+from batcher.history import History
 from batcher.journal import Journal
 from batcher.media import (
     ACCEPTED,
@@ -67,9 +69,13 @@ class Uploader:
         downloads: httpx.AsyncClient,
         *,
         allow_loopback: bool = False,
+        history: History | None = None,
     ) -> None:
         self.caller = caller
         self.journal = journal
+        # The account's uploads of every journal: a new journal reuses their ids, so a
+        # key sent before keeps its very body (another id would make Chert refuse it).
+        self.history = history
         self.catalog = catalog
         self.downloads = downloads
         self.allow_loopback = allow_loopback
@@ -115,8 +121,14 @@ class Uploader:
         known = self.journal.upload(digest)
         if known:
             return known
+        known = self.history.upload(digest) if self.history is not None else ""
+        if known:
+            self.journal.uploaded(digest, known)
+            return known
         attachment_id = await self._reserve_and_put(data, content_type, name)
         self.journal.uploaded(digest, attachment_id)
+        if self.history is not None:
+            self.history.uploaded(digest, attachment_id, self.caller.clock.wall())
         return attachment_id
 
     async def _reserve_and_put(self, data: bytes, content_type: str, name: str) -> str:

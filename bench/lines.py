@@ -85,6 +85,8 @@ def measure(scenario: Scenario) -> dict[str, Any]:
             **os.environ,
             "CHERT_SIGNING_SECRET": box.secret,
             "CHERT_BASE_URL": box.base_url,
+            # A home of its own: the bench never reads or fills the user's send history.
+            "CHERT_BATCH_HOME": str(Path(folder) / "home"),
         }
         command = [sys.executable, "-m", "batcher", "run", str(path), "--yes", "--rate", "0"]
         done = subprocess.run(

@@ -200,9 +200,15 @@ class Sent:
 
 
 def sent(box: httpx.Client, name: str, argv: list[str], env: dict[str, str], rows: int) -> Sent:
-    """Reset the sandbox, run a command that sends `rows` requests, read what arrived."""
+    """Reset the sandbox, run a command that sends `rows` requests, read what arrived.
+
+    Each command gets an empty per-user home: the send history of the previous one
+    would otherwise hold every key, and rightly send nothing. Every request it sends is
+    recorded in that history, so (a) measures the history's cost too.
+    """
     box.post("/_sandbox/reset")
-    run = measure(name, argv, env)
+    with tempfile.TemporaryDirectory(prefix="chert-home-") as home:
+        run = measure(name, argv, {**env, "CHERT_BATCH_HOME": home})
     logged: list[dict[str, Any]] = box.get("/_sandbox/requests", timeout=60).json()["requests"]
     # run's one look at the account's lines (404 from a sandbox without --lines) is no send.
     logged = [r for r in logged if r["path"] != "/api/v1/phone-numbers"]
@@ -431,6 +437,9 @@ def main() -> None:
         return
     base_url = f"http://127.0.0.1:{args.port}/api/v1"
     env = {**os.environ, "CHERT_SIGNING_SECRET": SECRET, "CHERT_BASE_URL": base_url}
+    # Commands not given a home of their own (see sent) never touch the user's.
+    home = tempfile.TemporaryDirectory(prefix="chert-home-")
+    env["CHERT_BATCH_HOME"] = home.name
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     with sandbox(args.port, env) as box:
         parts = [throughput(box, env, args.rows, c, args.repeat) for c in concurrencies]

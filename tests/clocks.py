@@ -15,6 +15,8 @@ import itertools
 
 import httpx
 
+from batcher.clock import SYSTEM_CLOCK
+
 # Event-loop turns with nothing happening before time may jump: enough for every
 # task woken by the last jump (and the callbacks they schedule) to run.
 QUIET_TURNS = 30
@@ -114,3 +116,22 @@ class FakeClockTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the inner transport."""
         await self.inner.aclose()
+
+
+class ShiftedClock:
+    """The real clock, but with wall time `shift` seconds ahead: a run "days later"."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+
+    def now(self) -> float:
+        """The event loop's monotonic time."""
+        return SYSTEM_CLOCK.now()
+
+    def wall(self) -> float:
+        """The system's wall time, shifted."""
+        return SYSTEM_CLOCK.wall() + self.shift
+
+    async def sleep(self, seconds: float) -> None:
+        """A real sleep."""
+        await SYSTEM_CLOCK.sleep(seconds)

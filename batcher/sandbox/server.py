@@ -77,16 +77,17 @@ def make_server(config: SandboxConfig, state: State) -> uvicorn.Server:
 
 @contextmanager
 def running_sandbox(
-    config: SandboxConfig | None = None, *, state: State | None = None
+    config: SandboxConfig | None = None, *, state: State | None = None, port: int = 0
 ) -> Iterator[RunningSandbox]:
-    """Serve a sandbox on a free loopback port in a background thread for the ``with`` block.
+    """Serve a sandbox on a loopback port in a background thread for the ``with`` block.
 
     Pass ``state`` to serve memory another sandbox already holds (its ledger,
     chats and idempotency keys), e.g. to retry against a sandbox without faults.
+    ``port`` 0 picks a free one; another restarts a sandbox at the same base URL.
     """
     config = config if config is not None else SandboxConfig()
     state = state if state is not None else State(config)
-    sock = bind_loopback(0)
+    sock = bind_loopback(port)
     server = make_server(config, state)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="chert-sandbox", daemon=True
