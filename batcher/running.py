@@ -32,6 +32,7 @@ from batcher.pipeline import (
     changed_since,
     prepare,
     row_outcome,
+    sheet_read,
     summarize,
 )
 from batcher.planning import KEY_PREFIX, Plan, Request, RowPlan
@@ -169,6 +170,7 @@ def run_file(
             resend_changed=options.job.resend_changed,
             journal=options.journal_path,
             encoding=prepared.sheet.encoding,
+            sheet=sheet_read(prepared.sheet, prepared.columns, options.job.include_hidden),
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
@@ -344,6 +346,8 @@ def validate_command(job: JobOptions, journal: Path, out: Path) -> str:
         words += ["--campaign", job.campaign]
     if job.allow_duplicates:
         words.append("--allow-duplicates")
+    if job.include_hidden:
+        words.append("--include-hidden")
     return shlex.join([*words, "--journal", str(journal), "--out", str(out)])
 
 
