@@ -148,17 +148,17 @@ def hidden_verdict(
 ) -> HiddenVerdict:
     """What hiding does to a row: skip it, plan it anew, or leave it as it is.
 
-    `hidden`: the row is hidden in the sheet; `earlier`, `note`: the status and
-    error_message a results sheet gives it. A row skipped as hidden by an earlier run
-    stays skipped (the results sheet does not hide it), and both are sent with
-    --include-hidden. A row sent stays sent.
+    `hidden`: the row is hidden in the sheet; `earlier`, `note`: the status a results
+    sheet gives it for good (see model.KEPT_FROM_RESULTS) and its error_message. A row
+    skipped as hidden by an earlier run stays skipped (the results sheet need not hide
+    it), and both are sent with --include-hidden. Any other kept status (sent,
+    suppressed, skipped for another reason) stays as it is, hidden or not.
     """
-    skipped_as_hidden = earlier is Status.SKIPPED and note == HIDDEN_NOTE
-    if earlier is Status.SENT:
+    if earlier is Status.SKIPPED and note == HIDDEN_NOTE:
+        return "plan anew" if include_hidden else "skip"
+    if earlier is not None or include_hidden:
         return "as it is"
-    if include_hidden:
-        return "plan anew" if skipped_as_hidden else "as it is"
-    return "skip" if hidden or skipped_as_hidden else "as it is"
+    return "skip" if hidden else "as it is"
 
 
 @dataclass(frozen=True)

@@ -446,6 +446,8 @@ _ROW_START = rb"<(?:\w+:)?row(?=[\s/>])"
 _COL_START = rb"<(?:\w+:)?col(?=[\s/>])"
 _TRUE = rb"""\s*=\s*(?:"\s*(?:1|true)\s*"|'\s*(?:1|true)\s*')"""
 _HIDDEN_ROW = re.compile(_ROW_START + _ATTRS + rb"\shidden" + _TRUE)
+# The same in a block of plain references (see _plain_references), led by a literal: faster.
+_PLAIN_HIDDEN_ROW = re.compile(rb'<row r="([0-9]*)"' + _ATTRS + rb"\shidden" + _TRUE)
 _ROW_TAG = re.compile(_ROW_START + _ATTRS + rb">")
 _ROW_REF = re.compile(_ROW_START + _ATTRS + _R)
 _HIDDEN_COL = re.compile(_COL_START + _ATTRS + rb"\shidden" + _TRUE)
@@ -485,9 +487,9 @@ def _scan_sheet(
             if hides:
                 hidden_columns.update(_hidden_columns(block))
             in_data = b"sheetData" in block
-        if hides:
-            hidden_rows.update(_hidden_rows(block, position[0] if walking else rows))
         plain = None if walking else _plain_references(block)
+        if hides:
+            hidden_rows.update(_hidden_rows(block, position[0] if walking else rows, plain))
         if plain is not None:
             found = {column for column, _ in plain}
             digits = [row for _, row in plain]
@@ -520,13 +522,18 @@ def _scan_sheet(
     )
 
 
-def _hidden_rows(block: bytes, previous: int) -> list[int]:
+def _hidden_rows(block: bytes, previous: int, plain: object) -> list[int]:
     """The numbers of the rows a block hides; `previous` is the row before the block.
 
     Rows are hidden by hand, by a filter (the rows it filters out are written hidden)
-    or by a collapsed outline. A row tag without a reference is the row after the one
-    before (as calamine places it), so then every row tag of the block is followed.
+    or by a collapsed outline. In a block of plain references (`plain` not None) one
+    literal-led pattern finds them. A row tag without a reference is the row after the
+    one before (as calamine places it), so then every row tag of the block is followed.
     """
+    if plain is not None:
+        digits: list[bytes] = _PLAIN_HIDDEN_ROW.findall(block)
+        if b"" not in digits:
+            return [_grid_row(number) for number in digits]
     found = []
     for match in _HIDDEN_ROW.finditer(block):
         ref = _ROW_REF.match(block, match.start())

@@ -12,7 +12,10 @@ Message, Link, Owner; text and numeric phone cells, ~30 % repeated recipients, ~
 rows, ~10 % links) is written once with openpyxl (write_only, a declared dependency) to
 bench/out/ (gitignored) and reused for the same --rows.
 
-Run: python bench/validate.py [--rows 100000] [--repeat 3] [--json]
+`--hidden-every N` hides every N-th data row of that sheet (as a filter would write
+them, <row ... hidden="1">): the cost of finding hidden rows, which validate then skips.
+
+Run: python bench/validate.py [--rows 100000] [--repeat 3] [--hidden-every N] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -104,6 +108,24 @@ def generate(path: Path, rows: int, seed: int = 2024) -> None:
     partial.replace(path)  # an interrupted run leaves no half-written cache
 
 
+def hide_rows(source: Path, path: Path, every: int) -> None:
+    """A copy of the sheet with every `every`-th data row hidden, written into its XML."""
+
+    def hidden(match: re.Match[bytes]) -> bytes:
+        number = int(match.group(1))
+        keep = number == 1 or (number - 1) % every
+        return match.group() if keep else match.group() + b' hidden="1"'
+
+    partial = path.with_suffix(".partial")
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.startswith("xl/worksheets/sheet"):
+                data = re.sub(rb'<row r="([0-9]+)"', hidden, data)
+            new.writestr(info, data)
+    partial.replace(path)
+
+
 def baseline(path: Path) -> None:
     """The irreducible work: read every cell as text, then E.164 every number once."""
     import phonenumbers
@@ -160,11 +182,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="data rows (default 100000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each (default 3)")
+    parser.add_argument("--hidden-every", type=int, default=0, help="hide every N-th row")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--baseline-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
+    if args.rows < 1 or args.repeat < 1 or args.hidden_every < 0:
+        parser.error("--rows and --repeat must be at least 1, --hidden-every at least 0")
     if args.baseline_child:
         baseline(args.baseline_child)
         return
@@ -173,6 +196,10 @@ def main() -> None:
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         print(f"writing {sheet} ({args.rows:,} rows, once)...", file=sys.stderr)
         generate(sheet, args.rows)
+    if args.hidden_every:
+        plain, sheet = sheet, OUT_DIR / f"validate-{args.rows}-hidden{args.hidden_every}.xlsx"
+        if not sheet.exists():
+            hide_rows(plain, sheet, args.hidden_every)
     base_argv = [sys.executable, __file__, "--baseline-child", str(sheet)]
     with tempfile.TemporaryDirectory() as tmp:
         subject_argv = [sys.executable, "-c", "from batcher.cli import main; main()"]
@@ -186,6 +213,7 @@ def main() -> None:
     subject = min(run.seconds for run in subject_runs)
     figures = {
         "rows": args.rows,
+        "hidden_every": args.hidden_every,
         "repeat": len(base_runs),
         "baseline_s": round(base, 3),
         "validate_s": round(subject, 3),

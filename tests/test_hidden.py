@@ -98,13 +98,12 @@ def _sent_to(box: RunningSandbox) -> list[str]:
         (False, Status.SKIPPED, HIDDEN_NOTE, False, "skip"),
         (False, Status.SKIPPED, HIDDEN_NOTE, True, "plan anew"),
         (True, Status.SKIPPED, HIDDEN_NOTE, True, "plan anew"),
-        # Skipped for another reason: --include-hidden does not send it.
+        # Any other status a results sheet keeps stays, with its note, hidden or not.
         (False, Status.SKIPPED, "contacted on 2026-11-28", True, "as it is"),
-        (True, Status.SKIPPED, "contacted on 2026-11-28", False, "skip"),
-        # Sent is sent, hidden since or not.
+        (True, Status.SKIPPED, "contacted on 2026-11-28", False, "as it is"),
         (True, Status.SENT, "", False, "as it is"),
         (True, Status.SENT, "", True, "as it is"),
-        (True, Status.SUPPRESSED, "opted out on 2026-11-30", False, "skip"),
+        (True, Status.SUPPRESSED, "opted out on 2026-11-30", False, "as it is"),
     ],
 )
 def test_hidden_verdict(
