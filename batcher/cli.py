@@ -118,7 +118,15 @@ def job_options(command: F) -> F:
             help="Sending line for rows without one.",
         ),
         click.option(
-            "--sheet", metavar="NAME", help="Sheet to read from an XLSX file (default: the first)."
+            "--sheet",
+            metavar="NAME",
+            help="Sheet to read from an XLSX file, hidden or not (default: the first visible).",
+        ),
+        click.option(
+            "--include-hidden",
+            is_flag=True,
+            help="Send the rows hidden in an XLSX sheet (by hand or by a filter) too, "
+            "instead of skipping them.",
         ),
         click.option(
             "--campaign",
@@ -273,6 +281,7 @@ def validate(
     region: str,
     default_sender: str | None,
     sheet: str | None,
+    include_hidden: bool,
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
@@ -300,6 +309,7 @@ def validate(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        include_hidden=include_hidden,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,
         line_gap=line_gap,
@@ -547,6 +557,7 @@ def run(
     region: str,
     default_sender: str | None,
     sheet: str | None,
+    include_hidden: bool,
     campaign: str,
     allow_duplicates: bool,
     allow_hardlinks: bool,
@@ -598,6 +609,7 @@ def run(
         default_sender=default_sender or "",
         campaign=campaign,
         allow_duplicates=allow_duplicates,
+        include_hidden=include_hidden,
         resend_changed=resend_changed,
         allow_hardlinks=allow_hardlinks,
         allow_loopback_media=allow_loopback_media,

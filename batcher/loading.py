@@ -65,6 +65,13 @@ class Sheet:
     formats_problem: str = ""
     # Non-empty rows above the header (a title, a note): not data, but kept in the results.
     above: tuple[SheetRow, ...] = ()
+    # XLSX: the row numbers hidden in the sheet (by hand or by a filter), and the column
+    # indexes hidden; the sheet's state ("visible", "hidden", "veryHidden"), and the hidden
+    # sheets before it that the default passed over.
+    hidden_rows: frozenset[int] = field(default_factory=frozenset)
+    hidden_columns: frozenset[int] = field(default_factory=frozenset)
+    sheet_state: str = "visible"
+    passed_over: tuple[str, ...] = ()
 
 
 class Table(NamedTuple):
@@ -215,6 +222,10 @@ def _load_xlsx(path: Path, sheet: str | None) -> Sheet:
         scientific=read.scientific,
         formats_problem=read.formats_problem,
         above=above,
+        hidden_rows=read.hidden_rows,
+        hidden_columns=read.hidden_columns,
+        sheet_state=read.state,
+        passed_over=read.passed_over,
     )
 
 
@@ -233,7 +244,9 @@ def _point_at_other_sheet(path: Path, name: str, where: str) -> None:
     """A sheet without a recipients column (notes, say) when another sheet has one: say which."""
     others = other_sheets(path, name, _names_recipients)
     if others:
+        other, hidden = others[0]
+        which = f"the hidden sheet {other!r}" if hidden else f"sheet {other!r}"
         raise InputError(
-            f"{where} has no recipients column, but sheet {others[0]!r} has one.",
-            hint=f"Pass --sheet {shlex.quote(others[0])} to send that sheet's rows.",
+            f"{where} has no recipients column, but {which} has one.",
+            hint=f"Pass --sheet {shlex.quote(other)} to send that sheet's rows.",
         )

@@ -13,15 +13,15 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from batcher.answers import is_reused_key
 from batcher.cells import holds_escaped_cells
-from batcher.columns import ColumnMap, map_columns
+from batcher.columns import ColumnMap, column_name, map_columns
 from batcher.errors import NothingToSend, UsageError
 from batcher.journal import JournalView, Record, State, default_journal, read_journal
 from batcher.lineplan import LinePlan, LineTally, Pace
-from batcher.loading import Sheet, load_sheet
+from batcher.loading import Sheet, SheetRow, load_sheet
 from batcher.media import Media, MediaKind
 from batcher.model import (
     CODE_MEANINGS,
@@ -68,6 +68,8 @@ class JobOptions:
     template_replaces: str | None = None
     # How many of the first messages to send validate and run's confirmation show.
     preview: int = PREVIEW_COUNT
+    # Rows hidden in the sheet are sent too (else they end `skipped`).
+    include_hidden: bool = False
 
     @property
     def output(self) -> Path:
@@ -91,6 +93,82 @@ class Changed(NamedTuple):
     sent_at: str
     who: str
     sent: RowOutcome
+
+
+@dataclass(frozen=True)
+class SheetRead:
+    """What the summary tells of the sheet read: hidden sheets, rows and columns."""
+
+    name: str = ""
+    hidden: bool = False  # the sheet itself is hidden (--sheet named it)
+    passed_over: tuple[str, ...] = ()  # hidden sheets before it, not the default
+    hidden_rows: int = 0  # data rows hidden in the sheet
+    include_hidden: bool = False  # ... and sent anyway
+    # Hidden columns that are read as fields all the same, by name ("Text_2").
+    hidden_fields: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As plain data, for `--json`."""
+        return {
+            "name": self.name or None,
+            "hidden": self.hidden,
+            "hidden_sheets_passed_over": list(self.passed_over),
+            "hidden_rows": self.hidden_rows,
+            "hidden_rows_sent": self.include_hidden and self.hidden_rows > 0,
+            "hidden_columns_read": list(self.hidden_fields),
+        }
+
+
+def sheet_read(sheet: Sheet, columns: ColumnMap, include_hidden: bool) -> SheetRead:
+    """What the summary tells of a sheet as loaded."""
+    fields = {
+        columns.sender,
+        *columns.recipients,
+        columns.subject,
+        *(index for _, index in columns.parts),
+        columns.chat_id,
+        columns.idempotency_key,
+    }
+    hidden_fields = tuple(
+        column_name(sheet.headers, index)
+        for index in sorted(sheet.hidden_columns)
+        if index in fields
+    )
+    hidden_rows = (
+        sum(row.number in sheet.hidden_rows for row in sheet.rows) if sheet.hidden_rows else 0
+    )
+    return SheetRead(
+        sheet.sheet_name,
+        sheet.sheet_state != "visible",
+        sheet.passed_over,
+        hidden_rows,
+        include_hidden,
+        hidden_fields,
+    )
+
+
+# What a row skipped because it is hidden says (and what a results sheet keeps of it).
+HIDDEN_NOTE = "hidden in the sheet"
+
+HiddenVerdict = Literal["skip", "plan anew", "as it is"]
+
+
+def hidden_verdict(
+    hidden: bool, earlier: Status | None, note: str, include_hidden: bool
+) -> HiddenVerdict:
+    """What hiding does to a row: skip it, plan it anew, or leave it as it is.
+
+    `hidden`: the row is hidden in the sheet; `earlier`, `note`: the status a results
+    sheet gives it for good (see model.KEPT_FROM_RESULTS) and its error_message. A row
+    skipped as hidden by an earlier run stays skipped (the results sheet need not hide
+    it), and both are sent with --include-hidden. Any other kept status (sent,
+    suppressed, skipped for another reason) stays as it is, hidden or not.
+    """
+    if earlier is Status.SKIPPED and note == HIDDEN_NOTE:
+        return "plan anew" if include_hidden else "skip"
+    if earlier is not None or include_hidden:
+        return "as it is"
+    return "skip" if hidden else "as it is"
 
 
 @dataclass(frozen=True)
@@ -135,6 +213,7 @@ class Report:
     pace: Pace = field(default_factory=Pace)
     # The first messages to send, as recipients will see them (JobOptions.preview of them).
     preview: list[Shown] = field(default_factory=list)
+    sheet: SheetRead = field(default_factory=SheetRead)
 
     @property
     def total(self) -> int:
@@ -158,6 +237,7 @@ class Report:
             "input": str(self.source),
             "encoding": self.encoding or None,
             "results": str(self.output),
+            "sheet": self.sheet.to_json(),
             "rows": self.total,
             "by_status": {str(status): self.by_status[status] for status in Status},
             "by_code": {
@@ -234,7 +314,7 @@ def prepare(options: JobOptions) -> Prepared:
         carried: dict[int, RowOutcome] = {}
         changed: dict[int, Changed] = {}
         with validator:
-            validator.prefetch(sheet.rows)
+            validator.prefetch(_to_check(sheet, options))
             for plan, sent in _planned(sheet, columns, validator, planner, options, changed):
                 plans.append(plan)
                 if sent is not None:
@@ -286,6 +366,7 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
     report.lines, report.pace = plans, options.pace
     to_send = (row for row in plan.rows if outcomes[row.row].status is Status.PENDING)
     report.preview = first_rows(to_send, options.preview, prepared.media, who_gets)
+    report.sheet = sheet_read(prepared.sheet, prepared.columns, options.include_hidden)
     report.planned_only = True
     report.encoding = prepared.sheet.encoding
     report.changed = sorted(changed.values())
@@ -304,6 +385,7 @@ def _validate_streaming(options: JobOptions) -> Report:
             planned_only=True,
             encoding=sheet.encoding,
             pace=options.pace,
+            sheet=sheet_read(sheet, columns, options.include_hidden),
         )
         tally = LineTally()
 
@@ -318,7 +400,7 @@ def _validate_streaming(options: JobOptions) -> Report:
             return made
 
         with validator:
-            validator.prefetch(sheet.rows)
+            validator.prefetch(_to_check(sheet, options))
             # Each row's result line is written as soon as the row is planned, so the
             # writing overlaps with the numbers a helper process may still be working out.
             changed: dict[int, Changed] = {}
@@ -416,9 +498,22 @@ def _planned(
     """
     status_column = columns.results.get("status")
     key_column = columns.results.get("idempotency_key")
+    note_column = columns.results.get("error_message")
+    hidden_rows = sheet.hidden_rows
     for row in sheet.rows:
-        checked = validator(row)
         earlier = _kept_status(row.cell(status_column)) if status_column is not None else None
+        if hidden_rows or earlier is Status.SKIPPED:
+            note = validator.clean(row.cell(note_column)) if note_column is not None else ""
+            verdict = hidden_verdict(
+                row.number in hidden_rows, earlier, note, options.include_hidden
+            )
+            if verdict == "skip":
+                skipped = SettledRow(row.number, None, Status.SKIPPED)
+                yield planner.plan(skipped), RowOutcome(Status.SKIPPED, error_message=HIDDEN_NOTE)
+                continue
+            if verdict == "plan anew":
+                earlier = None
+        checked = validator(row)
         if earlier is not None and earlier is not Status.SENT:
             # Skipped or suppressed in an earlier run: it stays so, with its note.
             yield (
@@ -440,6 +535,13 @@ def _planned(
             yield planner.plan(SettledRow(row.number, message)), sent
         else:
             yield planner.plan(checked), None
+
+
+def _to_check(sheet: Sheet, options: JobOptions) -> Iterable[SheetRow]:
+    """The rows whose numbers are worked out: not those skipped as hidden."""
+    if not sheet.hidden_rows or options.include_hidden:
+        return sheet.rows
+    return [row for row in sheet.rows if row.number not in sheet.hidden_rows]
 
 
 def _kept_status(cell: str) -> Status | None:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from batcher.lineplan import LinePlan, Pace, duration
 from batcher.model import Status
-from batcher.pipeline import Changed, Report
+from batcher.pipeline import Changed, Report, SheetRead
 from batcher.preview import Shown
 from batcher.running import Preview, RunReport
 from batcher.senderlines import Barred
@@ -76,8 +76,41 @@ def preview_lines(shown: Sequence[Shown], width: int = 0) -> list[str]:
 
 
 def _read_as(report: Report) -> list[str]:
-    """Which encoding a CSV file was read in: a person who knows better can tell at once."""
-    return [f"Read as {report.encoding} text."] if report.encoding else []
+    """Which encoding a CSV file was read in, and what of the sheet was hidden.
+
+    A person who knows better can tell at once.
+    """
+    lines = [f"Read as {report.encoding} text."] if report.encoding else []
+    return lines + sheet_notes(report.sheet)
+
+
+def sheet_notes(sheet: SheetRead) -> list[str]:
+    """What was hidden in the sheet read, and what chert-batch did about it."""
+    lines = []
+    if sheet.passed_over:
+        hidden = ", ".join(repr(name) for name in sheet.passed_over)
+        lines.append(
+            f"Sheet {sheet.name!r}: the first visible one. Hidden sheets are not read "
+            f"unless --sheet names one: {hidden}."
+        )
+    if sheet.hidden:
+        lines.append(f"Sheet {sheet.name!r} is hidden in the workbook: read as --sheet asks.")
+    if sheet.hidden_rows and sheet.include_hidden:
+        lines.append(
+            f"Rows hidden in the sheet: {sheet.hidden_rows}, sent like the others "
+            "(--include-hidden)."
+        )
+    elif sheet.hidden_rows:
+        lines.append(
+            f"Rows hidden in the sheet (by hand or by a filter): {sheet.hidden_rows}, "
+            "skipped. --include-hidden sends them."
+        )
+    if sheet.hidden_fields:
+        lines.append(
+            f"Hidden columns read as usual: {', '.join(sheet.hidden_fields)}. What they "
+            "hold is sent: unhide them to see it."
+        )
+    return lines
 
 
 def _journal_read(report: Report) -> list[str]:

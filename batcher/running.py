@@ -40,6 +40,7 @@ from batcher.pipeline import (
     changed_since,
     prepare,
     row_outcome,
+    sheet_read,
     summarize,
     who_gets,
 )
@@ -230,6 +231,7 @@ def run_file(
             journal=options.journal_path,
             encoding=prepared.sheet.encoding,
             window=str(options.send.window or ""),
+            sheet=sheet_read(prepared.sheet, prepared.columns, options.job.include_hidden),
         )
         held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
         todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
@@ -530,6 +532,8 @@ def validate_command(job: JobOptions, journal: Path, out: Path) -> str:
         words += ["--template", str(job.template)]
     if job.template_replaces is not None:
         words += ["--template-replaces", job.template_replaces]
+    if job.include_hidden:
+        words.append("--include-hidden")
     return shlex.join([*words, "--journal", str(journal), "--out", str(out)])
 
 

@@ -1,9 +1,11 @@
-"""Reading an XLSX workbook: one sheet's cells as text, and which numbers show as scientific.
+"""Reading an XLSX workbook: one sheet's cells as text, which numbers show as scientific,
+and which rows, columns and sheets are hidden.
 
 The cells are read with fastexcel (calamine), every column as text: polars' type
 inference silently corrupts phone columns. calamine cannot see number formats,
 so the few cells a spreadsheet shows in scientific notation (which has already
-dropped digits) are found from the workbook's own XML.
+dropped digits) are found from the workbook's own XML; so are hidden rows and
+columns (the same pass over the sheet's XML) and hidden sheets (workbook.xml).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ _COLUMN_LETTERS = 3
 
 
 class WorkbookSheet(NamedTuple):
-    """One sheet as read: its name, its rows of text from row 1 on, and its suspect numbers."""
+    """One sheet as read: its name, its rows of text from row 1 on, and what the XML tells."""
 
     name: str
     # records[i] is sheet row i + 1; "" for an empty cell.
@@ -49,37 +51,60 @@ class WorkbookSheet(NamedTuple):
     # every numeric cell when the number formats could not be read (`formats_problem`).
     scientific: frozenset[tuple[int, int]]
     formats_problem: str = ""
+    # Row numbers hidden in the sheet (by hand, by a filter, or in a collapsed outline).
+    hidden_rows: frozenset[int] = frozenset()
+    # Indexes (into each record) of columns hidden in the sheet.
+    hidden_columns: frozenset[int] = frozenset()
+    # The sheet's own state: "visible", "hidden" or "veryHidden".
+    state: str = "visible"
+    # Hidden sheets before it that the default passed over (no --sheet given).
+    passed_over: tuple[str, ...] = ()
 
 
 def read_sheet(path: Path, sheet: str | None) -> WorkbookSheet:
-    """One sheet (the first, or the one named) of an XLSX file; InputError if it is unusable.
+    """One sheet (the first visible, or the one named) of an XLSX file; InputError if unusable.
 
     Everything the reader would hold is measured first, by inflating the parts with a
     cap (see batcher.limits): calamine allocates a sheet's whole used range at once.
     """
     with _package(path) as package:
         reader, names = _open_reader(path)
-        index = _sheet_index(path, names, sheet)
+        states = package.sheet_states(len(names))
+        index = _sheet_index(path, names, states, sheet)
         scan = package.scan(index, names[index])
     name, column_offset, records = _read_records(path, reader, index, names[index])
     scientific = frozenset((row, column - column_offset) for row, column in scan.suspect)
     if scientific and not package.formats_problem:
         _as_shown(records, scientific)
-    return WorkbookSheet(name, records, scientific, package.formats_problem)
+    hidden_columns = frozenset(
+        column - column_offset for column in scan.hidden_columns if column >= column_offset
+    )
+    passed_over = tuple(names[:index]) if sheet is None else ()
+    return WorkbookSheet(
+        name,
+        records,
+        scientific,
+        package.formats_problem,
+        hidden_rows=scan.hidden_rows,
+        hidden_columns=hidden_columns,
+        state=states[index],
+        passed_over=passed_over,
+    )
 
 
 def other_sheets(
     path: Path, sheet: str, wanted: Callable[[list[tuple[str, ...]]], bool]
-) -> list[str]:
-    """The names of the workbook's sheets, other than `sheet`, whose rows are `wanted`."""
+) -> list[tuple[str, bool]]:
+    """The workbook's sheets, other than `sheet`, whose rows are `wanted`: (name, hidden)."""
     found = []
     with _package(path) as package:
         reader, names = _open_reader(path)
+        states = package.sheet_states(len(names))
         for index, name in enumerate(names):
             if name != sheet:
                 package.scan(index, name)  # the same limits before each sheet is read
                 if wanted(_read_records(path, reader, index, name)[2]):
-                    found.append(name)
+                    found.append((name, states[index] != _VISIBLE))
     return found
 
 
@@ -153,11 +178,26 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _sheet_index(path: Path, names: list[str], wanted: str | None) -> int:
+_VISIBLE = "visible"
+
+
+def _sheet_index(path: Path, names: list[str], states: list[str], wanted: str | None) -> int:
+    """The sheet named (any state), or the first visible one: hidden sheets are never the default.
+
+    A person hides a sheet to keep it out of the way (old lists, lookups); the sheet
+    they see first is the one they mean.
+    """
     if not names:
         raise InputError(f"{path} has no sheets.")
     if wanted is None:
-        return 0
+        visible = [index for index, state in enumerate(states) if state == _VISIBLE]
+        if not visible:
+            listed = ", ".join(repr(name) for name in names)
+            raise InputError(
+                f"{path} has no visible sheet: every sheet is hidden, so none is read by default.",
+                hint=f"Pass --sheet NAME to read a hidden one. Its sheets are: {listed}.",
+            )
+        return visible[0]
     for index, name in enumerate(names):
         if name.casefold() == wanted.strip().casefold():
             return index
@@ -177,6 +217,8 @@ class _Scan(NamedTuple):
     # Absolute (row, column) of numeric cells shown in scientific notation (or all numeric
     # cells, when the number formats could not be read).
     suspect: frozenset[tuple[int, int]]
+    hidden_rows: frozenset[int] = frozenset()  # row numbers (1-based)
+    hidden_columns: frozenset[int] = frozenset()  # absolute column indexes (0-based)
 
 
 class _Damaged(Exception):
@@ -206,6 +248,7 @@ class _Package:
         self.archive = archive
         self.formats: frozenset[int] = frozenset()
         self.formats_problem = ""
+        self._workbook: ElementTree.Element | None = None
 
     def check(self) -> None:
         """Refuse what is not an XLSX workbook, or would inflate beyond the limits."""
@@ -278,6 +321,24 @@ class _Package:
         except (ElementTree.ParseError, ValueError) as exc:
             return frozenset(), f"its number formats (xl/styles.xml) cannot be read: {exc}"
 
+    def sheet_states(self, count: int) -> list[str]:
+        """Each of the `count` sheets' state: "visible", "hidden" or "veryHidden".
+
+        A sheet workbook.xml does not list (calamine and it disagreeing) counts as
+        visible: it is then measured, or refused, as `_sheet_member` says.
+        """
+        try:
+            sheets = list(self._workbook_xml().iter(f"{_MAIN_NS}sheet"))
+        except (KeyError, ElementTree.ParseError):
+            sheets = []
+        states = [sheet.get("state", _VISIBLE).strip() or _VISIBLE for sheet in sheets]
+        return (states + [_VISIBLE] * count)[:count]
+
+    def _workbook_xml(self) -> ElementTree.Element:
+        if self._workbook is None:
+            self._workbook = ElementTree.fromstring(self.read("xl/workbook.xml"))
+        return self._workbook
+
     def _sheet_member(self, index: int) -> str:
         """The zip member holding the n-th sheet, resolved through the workbook's relationships.
 
@@ -285,8 +346,7 @@ class _Package:
         followed is refused rather than read unmeasured.
         """
         try:
-            workbook = ElementTree.fromstring(self.read("xl/workbook.xml"))
-            sheets = list(workbook.iter(f"{_MAIN_NS}sheet"))
+            sheets = list(self._workbook_xml().iter(f"{_MAIN_NS}sheet"))
             relation_id = sheets[index].get(f"{_REL_NS}id", "")
             rels = ElementTree.fromstring(self.read("xl/_rels/workbook.xml.rels"))
         except (KeyError, IndexError, ElementTree.ParseError) as exc:
@@ -380,6 +440,20 @@ _UNREFERENCED_ROW = (b"row", b"", b"")
 # How spreadsheet apps write cells and rows (see _plain_references), and any other way.
 _PLAIN = re.compile(rb'<(?:c|row) r="([A-Za-z]*)([0-9]*)"')
 _UNUSUAL_TAG = re.compile(rb"<(?:\w+:(?:c|row)[\s/>]|(?:c|row)[/>\t\n\r])")
+# Hidden rows and columns: <row r="7" hidden="1">, <col min="2" max="3" hidden="true"/>.
+# Each pattern starts at the tag, so nothing inside an attribute's value is read as one.
+_ROW_START = rb"<(?:\w+:)?row(?=[\s/>])"
+_COL_START = rb"<(?:\w+:)?col(?=[\s/>])"
+_TRUE = rb"""\s*=\s*(?:"\s*(?:1|true)\s*"|'\s*(?:1|true)\s*')"""
+_HIDDEN_ROW = re.compile(_ROW_START + _ATTRS + rb"\shidden" + _TRUE)
+# The same in a block of plain references (see _plain_references), led by a literal: faster.
+_PLAIN_HIDDEN_ROW = re.compile(rb'<row r="([0-9]*)"' + _ATTRS + rb"\shidden" + _TRUE)
+_ROW_TAG = re.compile(_ROW_START + _ATTRS + rb">")
+_ROW_REF = re.compile(_ROW_START + _ATTRS + _R)
+_HIDDEN_COL = re.compile(_COL_START + _ATTRS + rb"\shidden" + _TRUE)
+_COL_TAG = re.compile(_COL_START + _ATTRS + rb">")
+_COL_MIN = re.compile(_COL_START + _ATTRS + rb"""\smin\s*=\s*["']\s*([0-9]{1,9})\s*["']""")
+_COL_MAX = re.compile(_COL_START + _ATTRS + rb"""\smax\s*=\s*["']\s*([0-9]{1,9})\s*["']""")
 
 
 def _scan_sheet(
@@ -399,15 +473,23 @@ def _scan_sheet(
     position = (0, 0)
     carried: list[bytes] = []
     in_data = False
+    hidden_rows: set[int] = set()
+    hidden_columns: set[int] = set()
     for piece in pieces:
         block, carried = _whole_tags(carried, piece)
         if not block:
             continue
-        if not in_data:  # the dimension comes before the sheet's data
+        # One substring test keeps the common sheet, with nothing hidden, at its cost.
+        hides = b"hidden" in block
+        if not in_data:  # the dimension and the columns come before the sheet's data
             if dimension := _DIMENSION.search(block):
                 declared = dimension.group(1).decode("ascii", "replace")
+            if hides:
+                hidden_columns.update(_hidden_columns(block))
             in_data = b"sheetData" in block
         plain = None if walking else _plain_references(block)
+        if hides:
+            hidden_rows.update(_hidden_rows(block, position[0] if walking else rows, plain))
         if plain is not None:
             found = {column for column, _ in plain}
             digits = [row for _, row in plain]
@@ -430,7 +512,65 @@ def _scan_sheet(
     letters.discard(b"")
     if letters:
         columns = max(columns, *map(_grid_column, letters))
-    return _Scan(rows, columns, declared, frozenset(suspect))
+    return _Scan(
+        rows,
+        columns,
+        declared,
+        frozenset(suspect),
+        frozenset(hidden_rows),
+        frozenset(hidden_columns),
+    )
+
+
+def _hidden_rows(block: bytes, previous: int, plain: object) -> list[int]:
+    """The numbers of the rows a block hides; `previous` is the row before the block.
+
+    Rows are hidden by hand, by a filter (the rows it filters out are written hidden)
+    or by a collapsed outline. In a block of plain references (`plain` not None) one
+    literal-led pattern finds them. A row tag without a reference is the row after the
+    one before (as calamine places it), so then every row tag of the block is followed.
+    """
+    if plain is not None:
+        digits: list[bytes] = _PLAIN_HIDDEN_ROW.findall(block)
+        if b"" not in digits:
+            return [_grid_row(number) for number in digits]
+    found = []
+    for match in _HIDDEN_ROW.finditer(block):
+        ref = _ROW_REF.match(block, match.start())
+        if ref is None or not ref.group(2):
+            return _hidden_rows_followed(block, previous)
+        found.append(_grid_row(ref.group(2)))
+    return found
+
+
+def _hidden_rows_followed(block: bytes, previous: int) -> list[int]:
+    """Every row tag of a block in order, numbered as a reader places it: the hidden ones."""
+    found = []
+    row = previous
+    for match in _ROW_TAG.finditer(block):
+        tag = match.group()
+        ref = _ROW_REF.match(tag)
+        row = _grid_row(ref.group(2)) if ref is not None and ref.group(2) else row + 1
+        if _HIDDEN_ROW.match(tag):
+            found.append(row)
+    return found
+
+
+def _hidden_columns(block: bytes) -> Iterator[int]:
+    """The absolute indexes (0-based) of the columns a block's <col> tags hide.
+
+    A range may run to the last column (a sheet hides everything right of its data):
+    it is cut at the grid's end.
+    """
+    for match in _COL_TAG.finditer(block):
+        tag = match.group()
+        first = _COL_MIN.match(tag)
+        if first is None or not _HIDDEN_COL.match(tag):
+            continue
+        last = _COL_MAX.match(tag)
+        start = int(first.group(1))
+        end = min(int(last.group(1)) if last else start, MAX_COLUMNS)
+        yield from range(max(start, 1) - 1, end)
 
 
 def _plain_references(block: bytes) -> list[tuple[bytes, bytes]] | None:

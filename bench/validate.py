@@ -16,7 +16,11 @@ From, To, Group name, Message, Link, Owner; text and numeric phone cells, ~30 % 
 recipients, ~5 % group rows, ~10 % links) is written once with openpyxl (write_only, a
 declared dependency) to bench/out/ (gitignored) and reused for the same --rows.
 
-Run: python bench/validate.py [--rows 100000] [--repeat 3] [--results csv|xlsx] [--json]
+`--hidden-every N` hides every N-th data row of each sheet (as a filter would write
+them, <row ... hidden="1">): the cost of finding hidden rows, which validate then skips.
+
+Run: python bench/validate.py [--rows 100000] [--repeat 3] [--results csv|xlsx]
+     [--hidden-every N] [--json]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -149,6 +154,24 @@ class Run:
     stdout: str
 
 
+def hide_rows(source: Path, path: Path, every: int) -> None:
+    """A copy of the sheet with every `every`-th data row hidden, written into its XML."""
+
+    def hidden(match: re.Match[bytes]) -> bytes:
+        number = int(match.group(1))
+        keep = number == 1 or (number - 1) % every
+        return match.group() if keep else match.group() + b' hidden="1"'
+
+    partial = path.with_suffix(".partial")
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.startswith("xl/worksheets/sheet"):
+                data = re.sub(rb'<row r="([0-9]+)"', hidden, data)
+            new.writestr(info, data)
+    partial.replace(path)
+
+
 def measure(name: str, argv: list[str], ok: tuple[int, ...]) -> Run:
     """Run a command; stop if it crashed. os.wait4 gives this child's own ru_maxrss (KiB)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -173,17 +196,22 @@ def main() -> None:
     parser.add_argument(
         "--results", choices=("csv", "xlsx"), default="csv", help="results format (default csv)"
     )
+    parser.add_argument("--hidden-every", type=int, default=0, help="hide every N-th row")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--baseline-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
+    if args.rows < 1 or args.repeat < 1 or args.hidden_every < 0:
+        parser.error("--rows and --repeat must be at least 1, --hidden-every at least 0")
     if args.baseline_child:
         baseline(args.baseline_child)
         return
     figures = {
         variant: measure_sheet(
-            args.rows, args.repeat, args.results, placeholders=variant == "placeholders"
+            args.rows,
+            args.repeat,
+            args.results,
+            args.hidden_every,
+            placeholders=variant == "placeholders",
         )
         for variant in ("plain", "placeholders")
     }
@@ -204,7 +232,7 @@ def main() -> None:
 
 
 def measure_sheet(
-    rows: int, repeat: int, results_kind: str, *, placeholders: bool
+    rows: int, repeat: int, results_kind: str, hidden_every: int, *, placeholders: bool
 ) -> dict[str, Any]:
     """Baseline and validate, alternately, on one generated sheet: the figures."""
     tag = "-placeholders" if placeholders else ""
@@ -213,6 +241,10 @@ def measure_sheet(
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         print(f"writing {sheet} ({rows:,} rows, once)...", file=sys.stderr)
         generate(sheet, rows, placeholders=placeholders)
+    if hidden_every:
+        plain, sheet = sheet, OUT_DIR / f"validate-{rows}{tag}-hidden{hidden_every}.xlsx"
+        if not sheet.exists():
+            hide_rows(plain, sheet, hidden_every)
     base_argv = [sys.executable, __file__, "--baseline-child", str(sheet)]
     with tempfile.TemporaryDirectory() as tmp:
         subject_argv = [sys.executable, "-c", "from batcher.cli import main; main()"]
@@ -232,6 +264,7 @@ def measure_sheet(
     return {
         "rows": rows,
         "results": results_kind,
+        "hidden_every": hidden_every,
         "repeat": len(base_runs),
         "baseline_s": round(base, 3),
         "validate_s": round(subject, 3),

@@ -156,6 +156,7 @@ SHARED_VALUES: dict[str, list[str]] = {
     "--region": ["GB"],
     "--from": [SENDER],
     "--sheet": ["Leads"],
+    "--include-hidden": [],
     "--campaign": ["spring"],
     "--allow-duplicates": [],
     "--allow-hardlinks": [],
