@@ -174,8 +174,8 @@ class ProofOutcome(NamedTuple):
             return f"{where}: sent, message {record.message_id}{again}"
         if record is None or record.state is State.SENDING:
             return f"{where}: not sent (stopped before its answer came; run the proof again)"
-        code = f"{record.error_code} " if record.error_code else ""
-        return f"{where}: {record.state} {code}{record.error_message}".rstrip()
+        code = f" ({record.error_code})" if record.error_code else ""
+        return f"{where}: {record.state}{code}: {record.error_message}"
 
 
 @dataclass

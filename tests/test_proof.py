@@ -23,7 +23,7 @@ from batcher.proofing import (
     real_command,
 )
 from batcher.running import RunOptions, Target, run_file
-from batcher.sandbox import RunningSandbox
+from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from batcher.sending import SendConfig
 from tests.media_files import PNG
 from tests.media_files import write as write_file
@@ -286,3 +286,20 @@ def test_cli_asks_before_a_proof(
         "Nothing sent: the proof was not confirmed.\n"
     ) in result.output
     assert ledger(box) == []
+
+
+def test_a_proof_the_api_refuses_is_said_and_the_proof_can_be_run_again(tmp_path: Path) -> None:
+    """A line the account lacks (2006): that proof fails, exit 1, the others reach the number."""
+    with running_sandbox(SandboxConfig(lines=(LINE_A,))) as box:
+        report = proof(box, proof_sheet(tmp_path))
+        assert [m["from"] for m in ledger(box)] == [LINE_A, LINE_A]
+    assert report.exit_code == 1
+    said = report.summary("chert-batch run in.csv --proof 4155552999").splitlines()
+    assert said[2] == (
+        f"  row 3: {LINE_B} -> {ME} (as a direct chat; the row goes to the group (2 people: "
+        f"{recipient(2)}, ...)): failed (2006): from: {LINE_B} is not this tenant's line"
+    )
+    assert said[-1] == (
+        "Next: run the proof again (it sends only what did not go): "
+        "chert-batch run in.csv --proof 4155552999"
+    )
