@@ -149,7 +149,7 @@ class ProofPlan:
         """The proofs as they will arrive, and the messages skipped, one line each."""
         said = [f"Proof: to {self.number} only, each as a direct chat; the rows stay as they are:"]
         said += [f"  {_where(proof, self.number)}" for proof in self.proofs]
-        said += _skipped(self.skipped, self.number)
+        said += _skipped(self.skipped)
         return "\n".join(said)
 
 
@@ -208,7 +208,7 @@ class ProofReport:
             return "Nothing sent: the proof was not confirmed."
         said = [f"Proof to {self.number}:"]
         said += [f"  {outcome.describe(self.number)}" for outcome in self.outcomes]
-        said += _skipped(self.skipped, self.number)
+        said += _skipped(self.skipped)
         if self.stopped is not None:
             said.append(f"Stopped: {self.stopped.reason}.")
         said.append(
@@ -218,6 +218,8 @@ class ProofReport:
         real = real_command(command)
         if self.exit_code == 0:
             said.append(f"Next: check your phone, then send every row with: {real}")
+        elif not self.outcomes:
+            said.append("Next: fix the rows above, then run the proof again.")
         else:
             said.append(f"Next: run the proof again (it sends only what did not go): {command}")
         return "\n".join(said)
@@ -294,13 +296,16 @@ def _where(proof: Proof, number: str, *, parts: bool = True) -> str:
     return f"{said}: {shown.message()}"
 
 
-def _skipped(skipped: Iterable[Proof], number: str) -> list[str]:
-    """The messages that cannot be proofs, and why; at most 3 listed, then a count."""
+def _skipped(skipped: Iterable[Proof]) -> list[str]:
+    """The messages that cannot be proofs (row, line -> its real chat), and why; at most 3
+    listed, then a count."""
     skipped = list(skipped)
     if not skipped:
         return []
     said = [f"Not sent as a proof ({plural(len(skipped), 'message')}):"]
-    said += [f"  {_where(p, number, parts=False)}: {p.problem}" for p in skipped[:PROOF_COUNT]]
+    for p in skipped[:PROOF_COUNT]:
+        line = f"{p.shown.line} -> " if p.shown.line else ""
+        said.append(f"  row {p.shown.row}: {line}{p.shown.to}: {p.problem}")
     if len(skipped) > PROOF_COUNT:
         said.append(f"  ... and {len(skipped) - PROOF_COUNT} more")
     return said

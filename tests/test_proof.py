@@ -105,9 +105,9 @@ def test_proof_picks_distinct_messages_and_says_why_one_cannot_go(
         f"{recipient(2)}, ...)): sent, message {ids[1]}",
         f"  row 6: {LINE_A} -> {ME}: sent, message {ids[2]}",
         "Not sent as a proof (1 message):",
-        f"  row 5: {LINE_A} -> {ME}: 1005: a proof is the first message of a direct chat, which "
-        "may not carry a web address in its text (move the address to a Link column to proof "
-        "it)",
+        f"  row 5: {LINE_A} -> {recipient(1)}: 1005: a proof is the first message of a direct "
+        "chat, which may not carry a web address in its text (move the address to a Link "
+        "column to proof it)",
         "3 proof messages sent now. The real rows are untouched: no results sheet was written "
         "and the run's journal has nothing of this.",
         "Next: check your phone, then send every row with: chert-batch run in.csv",
@@ -303,3 +303,16 @@ def test_a_proof_the_api_refuses_is_said_and_the_proof_can_be_run_again(tmp_path
         "Next: run the proof again (it sends only what did not go): "
         "chert-batch run in.csv --proof 4155552999"
     )
+
+
+def test_a_row_with_no_line_to_send_from_is_no_proof(box: RunningSandbox, tmp_path: Path) -> None:
+    """A follow-up into a chat by id with no From: nothing to send from; said, exit 1."""
+    path = sheet(tmp_path / "in.csv", [["", "", "chat-1", "Hi"]], ["From", "To", "chat_id", "Text"])
+    report = proof(box, path)
+    assert (report.exit_code, report.outcomes, ledger(box)) == (1, [], [])
+    assert report.summary("x").splitlines()[1:3] == [
+        "Not sent as a proof (1 message):",
+        "  row 2: chat chat-1: it follows up in chat chat-1 and names no line: a proof needs a "
+        "line to send from (fill the row's From cell, or give --from)",
+    ]
+    assert report.summary("x").endswith("Next: fix the rows above, then run the proof again.")
