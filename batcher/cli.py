@@ -35,6 +35,7 @@ from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
 from batcher.preview import PREVIEW_COUNT
+from batcher.proofing import PROOF_COUNT, ProofOptions, ProofPlan, proof_file, proof_number
 from batcher.quiet import Window, WindowError, parse_window
 from batcher.render import confirmation, plural, run_summary, validate_summary, waiting
 from batcher.results import default_output
@@ -540,6 +541,19 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     "days, in any campaign (from the send history).",
 )
 @click.option(
+    "--proof",
+    metavar="NUMBER",
+    help="Send the first messages to this number only (your phone), each as a direct "
+    "chat from its row's line; the rows stay unsent and no results sheet is written.",
+)
+@click.option(
+    "--proof-count",
+    type=click.IntRange(min=1),
+    metavar="K",
+    cls=_Worded,
+    help=f"How many distinct messages --proof sends.  [default: {PROOF_COUNT}]",
+)
+@click.option(
     "--resend-changed",
     is_flag=True,
     help="Send rows edited since they were sent as new messages (a second message each).",
@@ -582,6 +596,8 @@ def run(
     yes: bool,
     limit: int | None,
     skip_contacted: float | None,
+    proof: str | None,
+    proof_count: int | None,
     resend_changed: bool,
     verbose: int,
     journal_max_pages: int | None,
@@ -599,6 +615,7 @@ def run(
         _fail(UsageError("there is no terminal to confirm on.", hint="Pass --yes to send."))
     if use_sandbox:
         _sandbox_wins_over(click.get_current_context(), base_url)
+    _check_proof_options(proof, proof_count, limit)
     job = JobOptions(
         path=file,
         # Sandbox results and journal never sit where a real run would look for them:
@@ -661,6 +678,19 @@ def run(
                 sending = yes or _ask("Send them?")
                 return sending
 
+            if proof is not None:
+                proofs = ProofOptions(proof_number(proof, region), proof_count or PROOF_COUNT)
+
+                def confirm_proof(plan: ProofPlan) -> bool:
+                    nonlocal sending
+                    if not yes:
+                        click.echo(plan.describe(), err=True)
+                    sending = yes or _ask(plan.question())
+                    return sending
+
+                done = proof_file(options, target, proofs, confirm=confirm_proof)
+                click.echo(json.dumps(done.to_json(), indent=2) if as_json else done.summary(rerun))
+                raise SystemExit(done.exit_code)
             display = stack.enter_context(_LiveProgress(interactive and not as_json))
             report = run_file(options, target, confirm=confirm, on_progress=display.update)
     except BatchError as error:
@@ -680,6 +710,20 @@ def run(
     else:
         click.echo(run_summary(report, rerun, width=_width()))
     raise SystemExit(report.exit_code)
+
+
+def _check_proof_options(proof: str | None, count: int | None, limit: int | None) -> None:
+    """--proof-count needs --proof; --proof sends no real row, so --limit cannot go with it."""
+    if proof is None and count is not None:
+        _fail(UsageError("--proof-count needs --proof NUMBER.", hint="Add --proof YOUR_NUMBER."))
+    if proof is not None and limit is not None:
+        _fail(
+            UsageError(
+                "--proof and --limit cannot be used together: --proof sends to your number "
+                "only, --limit sends the first real rows.",
+                hint="Send the proof first, then run with --limit (or without --proof).",
+            )
+        )
 
 
 class _Stop(BaseException):

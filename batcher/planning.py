@@ -26,6 +26,9 @@ from batcher.model import Part, Problem, Status
 from batcher.validation import Message
 
 KEY_PREFIX = "cb1-"
+# `run --proof`: keys of messages to the person's own phone. Another prefix and another
+# material, so a proof's key is never a real row's (see proof_key).
+PROOF_KEY_PREFIX = "cb1proof-"
 # Built once: json.dumps() with options builds a new encoder on every call. The key
 # material is made fresh for each key, so it cannot hold a cycle worth checking for.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
@@ -142,8 +145,24 @@ def derive_key(
         step,
         occurrence,
     ]
+    return _hashed(KEY_PREFIX, material)
+
+
+def proof_key(*, campaign: str, sender: str, number: str, parts: Sequence[Part]) -> str:
+    """The key of a proof: `parts` sent from `sender` to `number`, a direct chat of its own.
+
+    The same proof gets the same key (a rerun sends nothing twice); new text, a new key.
+    Its material has five fields where a real key's has eight, and the prefix differs:
+    a proof's key can never be a row's, whatever the sheet holds.
+    """
+    material = ["proof", campaign, sender, number, [[part.type, part.value] for part in parts]]
+    return _hashed(PROOF_KEY_PREFIX, material)
+
+
+def _hashed(prefix: str, material: list[Any]) -> str:
+    """The one key format: a prefix, then 32 hex digits of sha256 over canonical JSON."""
     canonical = _CANONICAL.encode(material)
-    return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return prefix + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def chat_ref(sender: str, recipients: tuple[str, ...], chat_id: str) -> str:
@@ -338,6 +357,12 @@ def _steps(message: Message, creates: bool) -> list[tuple[Part, ...]] | Problem:
             "Add a Text cell to this row.",
         )
     return [text, rest] if rest else [text]
+
+
+def url_in_text(parts: Iterable[Part]) -> Part | None:
+    """The first text part holding a web address, which a direct chat's first message
+    may not carry (1005); None when there is none."""
+    return next((p for p in parts if p.type == "text" and _has_web_address(p.value)), None)
 
 
 def _has_web_address(text: str) -> bool:

@@ -28,6 +28,11 @@ class Shown(NamedTuple):
 
     def describe(self) -> str:
         """One line: row, line -> recipient: text <link> [file]."""
+        line = f"{self.line} -> " if self.line else ""
+        return f"row {self.row}: {line}{self.to}: {self.message()}"
+
+    def message(self) -> str:
+        """The parts on one line: text (line breaks as ⏎), <link>, [file]."""
         shown = []
         for kind, value in self.parts:
             if kind == "text":
@@ -36,8 +41,7 @@ class Shown(NamedTuple):
                 shown.append(f"<{value}>")
             else:
                 shown.append(f"[{value}]")
-        line = f"{self.line} -> " if self.line else ""
-        return f"row {self.row}: {line}{self.to}: {' '.join(shown)}"
+        return " ".join(shown)
 
     def to_json(self) -> dict[str, Any]:
         """The preview line as plain data, for `--json`."""

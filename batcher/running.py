@@ -488,6 +488,30 @@ def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
     return found if isinstance(found, JournalError) else _first(found)
 
 
+def send_requests(
+    journal: Journal,
+    options: RunOptions,
+    target: Target,
+    chats: dict[str, tuple[Request, ...]],
+    media: dict[str, Media],
+    clock: Clock = SYSTEM_CLOCK,
+) -> SendResult:
+    """Send `chats` as a run sends its own, journaled in `journal`: what it settled, never again.
+
+    Rate, retries, line pacing and uploads are the run's; no claims, no line check, no
+    first touches from earlier runs. batcher.proofing sends its proofs through it.
+    """
+    _check_target(journal, target)
+    records = journal.records(request.key for requests in chats.values() for request in requests)
+    failures: list[JournalError] = []
+    try:
+        work = _Work(chats, records, media)
+        return anyio.run(_send, journal, options, target, work, lambda tally: None, clock)
+    except* JournalError as failed:
+        failures.append(_first(failed))
+    raise failures[0]
+
+
 def _records_after(
     journal: Journal, keys: list[str], before: dict[str, Record]
 ) -> dict[str, Record]:
