@@ -1041,4 +1041,5 @@ def sandbox(
 
 
 # Last, since the opt-out commands use the helpers above: the module adds them to `main`.
-import batcher.cli_optouts  # noqa: E402, F401
+import batcher.cli_optouts  # noqa: E402
+import batcher.cli_status  # noqa: E402, F401

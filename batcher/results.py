@@ -28,7 +28,10 @@ if TYPE_CHECKING:  # openpyxl is imported only to write XLSX: CSV output need no
     from openpyxl.styles import Font
 
 # Input columns that are also result columns: an empty result keeps what the user wrote.
-_KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
+# What `status` read back is kept too: `run` and `validate` know nothing of it.
+_KEEP_INPUT_WHEN_EMPTY = frozenset(
+    {"chat_id", "idempotency_key", "delivery", "delivered_at", "read_at", "replied_at", "reply"}
+)
 
 
 # The formats a results sheet is written in, by extension (README: "The results sheet").
