@@ -332,3 +332,18 @@ def cli_env_plain() -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith("CHERT_") or key == "CHERT_BATCH_HOME"
     }
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_a_reply_never_becomes_a_formula(timed: RunningSandbox, tmp_path: Path, kind: str) -> None:
+    """A reply starting with = is text: a string cell in XLSX, a leading ' in CSV."""
+    results = send(timed, handoff(tmp_path, kind))
+    inbound(timed, SAM, '=HYPERLINK("http://x.io")')
+    status_file(StatusOptions(results, rate=0), target(timed))
+    if kind == "csv":
+        assert read_rows(results)[0]["reply"] == '\'=HYPERLINK("http://x.io")'
+        return
+    sheet = load_workbook(results).worksheets[0]
+    header = [cell.value for cell in sheet[1]]
+    cell = sheet.cell(2, header.index("reply") + 1)
+    assert (cell.value, cell.data_type) == ('=HYPERLINK("http://x.io")', "s")
