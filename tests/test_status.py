@@ -13,6 +13,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from batcher.cli_status import funnel_table
 from batcher.client import Credentials
 from batcher.errors import InputError
 from batcher.optouts import OptOuts
@@ -23,6 +24,7 @@ from batcher.sandbox.state import iso_z
 from batcher.sending import SendConfig
 from batcher.status import (
     OPTED_OUT,
+    Stage,
     StatusOptions,
     StatusReport,
     Tracking,
@@ -347,3 +349,63 @@ def test_a_reply_never_becomes_a_formula(timed: RunningSandbox, tmp_path: Path, 
     header = [cell.value for cell in sheet[1]]
     cell = sheet.cell(2, header.index("reply") + 1)
     assert (cell.value, cell.data_type) == ('=HYPERLINK("http://x.io")', "s")
+
+
+def test_a_wrong_secret_stops_at_once_and_changes_nothing(
+    timed: RunningSandbox, tmp_path: Path
+) -> None:
+    """401 / 2004 stops the reads (exit 3); the sheet is left as it was."""
+    results = send(timed, handoff(tmp_path, "csv"))
+    before = results.read_bytes()
+    wrong = Target(timed.base_url, Credentials("not-the-secret"), "sandbox")
+    report = status_file(StatusOptions(results, rate=0), wrong)
+    assert report.exit_code == 3
+    assert report.stopped
+    assert results.read_bytes() == before
+
+
+def test_the_funnel_counts_each_line_and_all_of_them() -> None:
+    """Counts and percentages of the sent rows, per line and for all lines."""
+    report = StatusReport(Path("x.csv"))
+    rows = [
+        ("+15555550100", Tracking("read", "t", "t", "t", "ok")),
+        ("+15555550100", Tracking("delivered", "t")),
+        ("+15555550100", Tracking("sent")),
+        ("+15555550101", Tracking("read", "t", "t", "t", f"{OPTED_OUT}STOP")),
+    ]
+    for line, tracking in rows:
+        report.overall.count(tracking)
+        report.lines.setdefault(line, Stage()).count(tracking)
+    funnel = report.to_json()
+    assert funnel["funnel"] == {
+        "sent": 4,
+        "delivered": 3,
+        "read": 2,
+        "replied": 2,
+        "opted_out": 1,
+        "percent": {
+            "sent": 100.0,
+            "delivered": 75.0,
+            "read": 50.0,
+            "replied": 50.0,
+            "opted_out": 25.0,
+        },
+    }
+    first = funnel["by_line"]["+15555550100"]
+    assert [first[name] for name in ("sent", "delivered", "read", "replied", "opted_out")] == [
+        3,
+        2,
+        1,
+        1,
+        0,
+    ]
+    assert first["percent"]["delivered"] == 66.7
+    table = funnel_table(report, width=100)
+    cells = {
+        row[0]: row[1:]
+        for line in table.splitlines()
+        if len(row := [cell.strip() for cell in line.split("│")[1:-1]]) == 6
+    }
+    assert cells["All lines"] == ["4", "3 (75 %)", "2 (50 %)", "2 (50 %)", "1 (25 %)"]
+    assert cells["+15555550100"] == ["3", "2 (66.7 %)", "1 (33.3 %)", "1 (33.3 %)", "0 (0 %)"]
+    assert cells["+15555550101"][-1] == "1 (100 %)"
