@@ -11,10 +11,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
 import phonenumbers
@@ -30,7 +30,7 @@ from rich.progress import (
 
 from batcher import __version__
 from batcher.client import DEFAULT_BASE_URL, AuthMode, Credentials, check_base_url
-from batcher.errors import BatchError, UsageError
+from batcher.errors import BatchError, InputError, UsageError
 from batcher.logs import adopt_library_loggers, logging_to
 from batcher.phones import normalize_phone
 from batcher.pipeline import JobOptions, validate_file
@@ -42,6 +42,9 @@ from batcher.results import default_output
 from batcher.running import Preview, RunOptions, Target, run_file
 from batcher.secret import SECRET_VARIABLE, check_secret
 from batcher.sending import SendConfig, Tally
+
+if TYPE_CHECKING:  # the sandbox (starlette, uvicorn) is imported only when it is used
+    from batcher.sandbox import RunningSandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -658,9 +661,11 @@ def run(
             secret = os.environ.get(SECRET_VARIABLE, "")
             redactor = stack.enter_context(logging_to(sys.stderr, verbose, [secret]))
             if use_sandbox:
-                from batcher.sandbox import running_sandbox
+                from batcher.sandbox import sandbox_state_path
 
-                box = stack.enter_context(running_sandbox())
+                # Kept beside the journal, so `status --sandbox` sees these messages.
+                kept = sandbox_state_path(options.journal_path)
+                box = stack.enter_context(_sandbox_from(kept))
                 redactor.hide(box.secret)
                 adopt_library_loggers()  # uvicorn has just given its loggers handlers
                 mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
@@ -724,6 +729,21 @@ def _check_proof_options(proof: str | None, count: int | None, limit: int | None
                 hint="Send the proof first, then run with --limit (or without --proof).",
             )
         )
+
+
+def _sandbox_from(state_file: Path) -> AbstractContextManager[RunningSandbox]:
+    """An in-process sandbox that starts from a state file, and saves back to it."""
+    from batcher.sandbox import SandboxConfig, State, running_sandbox
+
+    config = SandboxConfig()
+    state = State(config)
+    try:
+        state.load(state_file)
+    except ValueError as error:
+        raise InputError(
+            f"the sandbox state: {error}.", hint=f"Delete {state_file} to start afresh."
+        ) from None
+    return running_sandbox(config, state=state, save_to=state_file)
 
 
 class _Stop(BaseException):
@@ -961,6 +981,41 @@ _PROBABILITY = click.FloatRange(0.0, 1.0)
     help="Probability of sending, then answering only after --slow-seconds.",
 )
 @click.option(
+    "--deliver-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    cls=_Worded,
+    default=2,
+    show_default=True,
+    help="Seconds after it is sent that a message shows as delivered.",
+)
+@click.option(
+    "--read-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    cls=_Worded,
+    default=3,
+    show_default=True,
+    help="Seconds after its delivery that a message that is read shows as read.",
+)
+@click.option(
+    "--read-share",
+    type=_PROBABILITY,
+    metavar="SHARE",
+    cls=_Worded,
+    default=0.5,
+    show_default=True,
+    help="Share of messages that are read (the same ones every time: fixed by message id).",
+)
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Start from the chats and messages this file holds, and save them to it on exit "
+    "(as run --sandbox does beside its journal).",
+)
+@click.option(
     "--slow-seconds",
     type=click.FloatRange(min=0),
     metavar="SECONDS",
@@ -980,6 +1035,10 @@ def sandbox(
     p503: float,
     pdrop: float,
     pslow: float,
+    deliver_after: float,
+    read_after: float,
+    read_share: float,
+    state_file: Path | None,
     slow_seconds: float,
 ) -> None:
     """Serve a local Chert-compatible API on 127.0.0.1 for trying things out and for tests.
@@ -1014,6 +1073,9 @@ def sandbox(
         pdrop=pdrop,
         pslow=pslow,
         slow_seconds=slow_seconds,
+        deliver_after=deliver_after,
+        read_after=read_after,
+        read_share=read_share,
     )
 
     def announce(root_url: str) -> None:
@@ -1031,7 +1093,11 @@ def sandbox(
         click.echo("Press Ctrl-C to stop.")
 
     try:
-        serve(config, port, on_ready=announce)
+        serve(config, port, on_ready=announce, state_file=state_file)
+    except ValueError as error:
+        raise click.ClickException(
+            f"--state: {error}. Give another file, or delete this one to start afresh."
+        ) from None
     except OSError as error:
         raise click.ClickException(
             f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}. "
@@ -1041,4 +1107,5 @@ def sandbox(
 
 
 # Last, since the opt-out commands use the helpers above: the module adds them to `main`.
-import batcher.cli_optouts  # noqa: E402, F401
+import batcher.cli_optouts  # noqa: E402
+import batcher.cli_status  # noqa: E402, F401

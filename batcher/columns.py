@@ -19,6 +19,12 @@ RESULT_COLUMNS = (
     "attempts",
     "sent_at",
     "trace_id",
+    # What `status` reads back after the send (batcher.status); empty until it runs.
+    "delivery",
+    "delivered_at",
+    "read_at",
+    "replied_at",
+    "reply",
 )
 
 # Matched against the header with case, spaces, dashes and underscores removed.

@@ -141,6 +141,11 @@ class RowOutcome(NamedTuple):
     attempts: str = ""
     sent_at: str = ""
     trace_id: str = ""
+    delivery: str = ""
+    delivered_at: str = ""
+    read_at: str = ""
+    replied_at: str = ""
+    reply: str = ""
 
     def cells(self) -> dict[str, str]:
         """Result column name → cell text."""
@@ -154,4 +159,9 @@ class RowOutcome(NamedTuple):
             "attempts": self.attempts,
             "sent_at": self.sent_at,
             "trace_id": self.trace_id,
+            "delivery": self.delivery,
+            "delivered_at": self.delivered_at,
+            "read_at": self.read_at,
+            "replied_at": self.replied_at,
+            "reply": self.reply,
         }

@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # xlsxwriter is imported only to write XLSX: CSV output need 
     from xlsxwriter.worksheet import Worksheet
 
 # Input columns that are also result columns: an empty result keeps what the user wrote.
-_KEEP_INPUT_WHEN_EMPTY = frozenset({"chat_id", "idempotency_key"})
+# What `status` read back is kept too: `run` and `validate` know nothing of it.
+_KEEP_INPUT_WHEN_EMPTY = frozenset(
+    {"chat_id", "idempotency_key", "delivery", "delivered_at", "read_at", "replied_at", "reply"}
+)
 
 
 # The formats a results sheet is written in, by extension (README: "The results sheet").

@@ -23,6 +23,11 @@ RESULT_HEADERS = [
     "attempts",
     "sent_at",
     "trace_id",
+    "delivery",
+    "delivered_at",
+    "read_at",
+    "replied_at",
+    "reply",
 ]
 ROWS = [
     ["Owner", "From", "To", "Text", "Link", "Notes"],

@@ -121,7 +121,7 @@ def test_validate_workbook_is_styled(tmp_path: Path) -> None:
     validate_file(JobOptions(path=path, out=tmp_path / "r.xlsx"))
     sheet = first_sheet(tmp_path / "r.xlsx")
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:M6"
+    assert sheet.auto_filter.ref == "A1:R6"
     assert all(cell.font.b for cell in sheet[1])
     assert not any(cell.font.b for cell in sheet[2])
     statuses = [sheet.cell(row, STATUS + 1).value for row in range(2, 7)]
@@ -185,7 +185,7 @@ def test_header_below_the_top(tmp_path: Path) -> None:
     sheet = first_sheet(tmp_path / "in.results.xlsx")
     assert sheet.title == "Contacts"
     assert sheet.freeze_panes == "A4"
-    assert sheet.auto_filter.ref == "A3:M5"
+    assert sheet.auto_filter.ref == "A3:R5"
     assert sheet["A3"].value == "From"
 
 

@@ -33,7 +33,10 @@ def test_outcome_fields_are_the_result_columns_in_order() -> None:
     [
         (["From", "To", "Text"], [""] * len(RESULT_COLUMNS)),
         # A results sheet: its own result columns keep their cells; the rest are appended.
-        (["From", "To", "Text", "status", "chat_id"], ["pending", "chat-1"] + [""] * 7),
+        (
+            ["From", "To", "Text", "status", "chat_id"],
+            ["pending", "chat-1"] + [""] * (len(RESULT_COLUMNS) - 2),
+        ),
     ],
 )
 def test_rows_without_an_outcome_keep_their_cells(

@@ -158,3 +158,33 @@ def test_sandbox_on_a_busy_port_says_what_to_do() -> None:
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "--port 0" in result.output
+
+
+def test_sandbox_state_outlives_the_process(
+    process: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """--state FILE: saved on Ctrl-C, and the next sandbox on it has the same messages."""
+    kept = tmp_path / "box.sandbox.json"
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    first = start("--port", "0", "--state", str(kept))
+    process.append(first)
+    base_url, _ = read_announcement(first)
+    sent = httpx.post(f"{base_url}/chats", json=CHAT, headers=headers).json()["message"]
+    assert stop(first)[0] == 0
+    second = start("--port", "0", "--state", str(kept))
+    process.append(second)
+    base_url, _ = read_announcement(second)
+    shown = httpx.get(f"{base_url}/messages/{sent['id']}", headers=headers)
+    assert shown.status_code == 200
+    assert shown.json()["message"]["chat_id"] == sent["chat_id"]
+    assert stop(second)[0] == 0
+
+
+def test_sandbox_refuses_a_state_file_it_did_not_write(tmp_path: Path) -> None:
+    """A --state file that is not one: a message and exit 1, not a traceback."""
+    bad = tmp_path / "notes.json"
+    bad.write_text("[1, 2]")
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", "--state", str(bad)])
+    assert result.exit_code == 1
+    assert "is not a sandbox state file" in result.output
+    assert "delete this one to start afresh" in result.output

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from batcher.sandbox.app import create_app
 from batcher.sandbox.config import SandboxConfig
-from batcher.sandbox.server import RunningSandbox, running_sandbox, serve
+from batcher.sandbox.server import RunningSandbox, running_sandbox, sandbox_state_path, serve
 from batcher.sandbox.state import State
 
-__all__ = ["RunningSandbox", "SandboxConfig", "State", "create_app", "running_sandbox", "serve"]
+__all__ = [
+    "RunningSandbox",
+    "SandboxConfig",
+    "State",
+    "create_app",
+    "running_sandbox",
+    "sandbox_state_path",
+    "serve",
+]

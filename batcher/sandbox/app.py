@@ -4,6 +4,7 @@ Routes (``/api/v1`` needs bearer or HMAC v1 auth; ``/_sandbox`` needs none and
 is only ever bound to loopback):
 
 - ``POST /api/v1/chats``, ``POST /api/v1/chats/{id}/messages``,
+  ``GET /api/v1/chats/{id}/messages`` (the chat's history, ``?limit=&before=``),
   ``GET /api/v1/messages/{id}``, ``POST /api/v1/attachments``,
   ``GET /api/v1/phone-numbers``, ``GET /api/v1/events`` (the event log, see
   ``batcher.sandbox.events``);
@@ -24,8 +25,8 @@ Choices where the docs are silent:
 - 4002 and 1007 carry ``retry_after`` in the body in seconds with fractions and
   the ``Retry-After`` header in whole seconds, rounded up;
 - the upload PUT answers ``{"attachment_id", "size_bytes", "uploaded": true}``;
-- faults (503, dropped connection, slow answer) hit only the two message
-  routes and ``POST /attachments``, after authentication, the rate limit and
+- faults (503, dropped connection, slow answer) hit only the message routes
+  (both POSTs and both GETs) and ``POST /attachments``, after authentication, the rate limit and
   JSON parsing (so the request log still shows a 503'd request's key);
   a drop closes the TCP connection after the work is done and recorded, so
   the client sees a protocol error while the ledger shows the delivery.
@@ -52,7 +53,7 @@ from batcher.sandbox.config import SandboxConfig
 from batcher.sandbox.errors import UNAVAILABLE, ApiError, invalid, not_found
 from batcher.sandbox.events import parse_inbound, parse_query
 from batcher.sandbox.rules import parse_json_object
-from batcher.sandbox.state import Answer, Faults, Json, State, encode
+from batcher.sandbox.state import HISTORY_LIMIT, Answer, Faults, Json, State, encode
 
 API_PREFIX = "/api/v1"
 UPLOAD_PREFIX = "/_sandbox/uploads"
@@ -280,7 +281,20 @@ class Sandbox:
 
     def get_message(self, request: Request, payload: Json, exchange: Exchange) -> Answer:
         """GET /messages/{message_id}."""
-        return self.state.get_message(request.path_params["message_id"])
+        return self.state.get_message(request.path_params["message_id"], exchange.arrival)
+
+    def chat_messages(self, request: Request, payload: Json, exchange: Exchange) -> Answer:
+        """GET /chats/{chat_id}/messages: one page of the chat's history."""
+        params = request.query_params
+        limit_text = params.get("limit", str(HISTORY_LIMIT))
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= HISTORY_LIMIT:
+            raise invalid(f"limit must be a whole number from 1 to {HISTORY_LIMIT}")
+        return self.state.chat_messages(
+            request.path_params["chat_id"],
+            now=exchange.arrival,
+            limit=int(limit_text),
+            before=params.get("before") or None,
+        )
 
     def phone_numbers(self, request: Request, payload: Json, exchange: Exchange) -> Answer:
         """GET /phone-numbers."""
@@ -393,7 +407,16 @@ class Sandbox:
                 api(self.reserve_attachment, body=True, faulty=True),
                 methods=["POST"],
             ),
-            Route(f"{API_PREFIX}/messages/{{message_id}}", api(self.get_message), methods=["GET"]),
+            Route(
+                f"{API_PREFIX}/chats/{{chat_id}}/messages",
+                api(self.chat_messages, faulty=True),
+                methods=["GET"],
+            ),
+            Route(
+                f"{API_PREFIX}/messages/{{message_id}}",
+                api(self.get_message, faulty=True),
+                methods=["GET"],
+            ),
             Route(f"{API_PREFIX}/phone-numbers", api(self.phone_numbers), methods=["GET"]),
             Route(f"{API_PREFIX}/events", api(self.events), methods=["GET"]),
             Route(f"{API_PREFIX}/{{rest:path}}", self.api_not_found, methods=ALL_METHODS),

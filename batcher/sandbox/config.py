@@ -16,6 +16,12 @@ DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 DEFAULT_UPLOAD_TTL_SECONDS = 3600.0
 # The value the docs' examples show; the sandbox has no real line health.
 DEFAULT_HEALTH_SCORE = 87
+# A sent message turns `delivered` this long after it was sent, and (for the share
+# that is read) `read` this long after that: long enough to see `sent` in a test
+# that looks at once, short enough that a demo's `status` sees both.
+DEFAULT_DELIVER_AFTER_SECONDS = 2.0
+DEFAULT_READ_AFTER_SECONDS = 3.0
+DEFAULT_READ_SHARE = 0.5
 
 
 def _new_secret() -> str:
@@ -32,6 +38,9 @@ class SandboxConfig:
     accepted, and none can be listed), ``inactive`` lines the tenant has but that
     are not active (listed with ``is_active: false``, and refused for sending),
     ``p503``/``pdrop``/``pslow`` fault probabilities drawn from ``Random(seed)``.
+    ``deliver_after`` seconds after it is sent an outbound message is ``delivered``;
+    ``read_after`` seconds later it is ``read``, for the ``read_share`` (0..1) of
+    messages whose id hashes below it (so a message's fate never changes).
     """
 
     # Generated when not given, so a test sandbox never shares a secret; kept
@@ -52,6 +61,9 @@ class SandboxConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     upload_ttl_seconds: float = DEFAULT_UPLOAD_TTL_SECONDS
     health_score: int = DEFAULT_HEALTH_SCORE
+    deliver_after: float = DEFAULT_DELIVER_AFTER_SECONDS
+    read_after: float = DEFAULT_READ_AFTER_SECONDS
+    read_share: float = DEFAULT_READ_SHARE
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -77,10 +89,11 @@ def config_problems(config: SandboxConfig) -> list[str]:
         problems.append("line_gap must be >= 0")
     if config.line_daily is not None and config.line_daily < 1:
         problems.append("line_daily must be >= 1")
-    for name in ("p503", "pdrop", "pslow"):
+    for name in ("p503", "pdrop", "pslow", "read_share"):
         value: float = getattr(config, name)
         if not 0.0 <= value <= 1.0:
             problems.append(f"{name} must be between 0 and 1")
-    if config.slow_seconds < 0:
-        problems.append("slow_seconds must be >= 0")
+    for name in ("slow_seconds", "deliver_after", "read_after"):
+        if getattr(config, name) < 0:
+            problems.append(f"{name} must be >= 0")
     return problems

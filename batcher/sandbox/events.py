@@ -167,6 +167,10 @@ class EventLog:
         """Keep one event, received at `second` (unix time)."""
         self._events.append((second, event))
 
+    def items(self) -> list[tuple[int, Json]]:
+        """Every event with its second, oldest first (what a saved state keeps)."""
+        return list(self._events)
+
     def page(self, query: EventQuery) -> Json:
         """One page of the events the query matches, from its cursor on."""
         if query.start > len(self._events):

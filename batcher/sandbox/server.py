@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -75,15 +76,30 @@ def make_server(config: SandboxConfig, state: State) -> uvicorn.Server:
     return uvicorn.Server(uv_config)
 
 
+def sandbox_state_path(journal: Path) -> Path:
+    """Where `run --sandbox` keeps its sandbox's state: `<journal stem>.sandbox.json` beside it.
+
+    `contacts.sandbox.results.journal.sqlite` keeps `contacts.sandbox.results.sandbox.json`.
+    """
+    stem = journal.name.removesuffix(".sqlite").removesuffix(".journal")
+    return journal.with_name(f"{stem}.sandbox.json")
+
+
 @contextmanager
 def running_sandbox(
-    config: SandboxConfig | None = None, *, state: State | None = None, port: int = 0
+    config: SandboxConfig | None = None,
+    *,
+    state: State | None = None,
+    save_to: Path | None = None,
+    port: int = 0,
 ) -> Iterator[RunningSandbox]:
     """Serve a sandbox on a loopback port in a background thread for the ``with`` block.
 
     Pass ``state`` to serve memory another sandbox already holds (its ledger,
     chats and idempotency keys), e.g. to retry against a sandbox without faults.
     ``port`` 0 picks a free one; another restarts a sandbox at the same base URL.
+    Pass ``save_to`` to write the state to that file at the end (``State.load`` reads
+    it back).
     """
     config = config if config is not None else SandboxConfig()
     state = state if state is not None else State(config)
@@ -108,6 +124,8 @@ def running_sandbox(
         server.should_exit = True
         thread.join(STOP_TIMEOUT_SECONDS)
         sock.close()
+        if save_to is not None:
+            state.save(save_to)
 
 
 def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
@@ -141,20 +159,31 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 def serve(
-    config: SandboxConfig, port: int, *, on_ready: Callable[[str], None] | None = None
+    config: SandboxConfig,
+    port: int,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    state_file: Path | None = None,
 ) -> None:
     """Serve on 127.0.0.1:``port`` until Ctrl-C or SIGTERM; ``on_ready`` gets the root URL.
 
-    Raises OSError when the port cannot be bound.
+    With ``state_file``, start from what it holds and write the state back on the way
+    out. Raises OSError when the port cannot be bound, ValueError for a file that is
+    not a sandbox state file.
     """
+    state = State(config)
+    if state_file is not None:
+        state.load(state_file)
     sock = bind_loopback(port)
     try:
         with _sigterm_raises():
             if on_ready is not None:
                 on_ready(root_url_of(sock))
-            make_server(config, State(config)).run(sockets=[sock])
+            make_server(config, state).run(sockets=[sock])
     except (KeyboardInterrupt, Terminated):
         # uvicorn re-raises the signal it handled once it has shut down cleanly.
         pass
     finally:
         sock.close()
+        if state_file is not None:
+            state.save(state_file)

@@ -25,12 +25,25 @@ Choices where the docs are silent:
 - a reply (``POST /_sandbox/inbound``) goes into the chat it names, else the line's
   direct chat with its sender, opened for it if there is none (not a first touch);
   it is kept as an inbound message of that chat and a ``message.received`` event.
+  An inbound message also names its sender (``sender_handle``), as the event does.
+- delivery: an outbound message is ``sent``, then ``delivered`` ``deliver_after``
+  seconds after it was sent, then ``read`` ``read_after`` seconds later if its id
+  hashes into the ``read_share`` (see ``delivery``); worked out on the state's clock
+  whenever a message is shown, so no timer runs.
+- ``GET /chats/{id}/messages`` shows the chat's most recent ``limit`` (default and
+  at most 200) messages oldest first, with ``has_more`` when older ones exist;
+  ``before=<message id>`` pages back to the messages older than that one.
+- ``save``/``load`` keep chats, messages, idempotency answers, the ledger and the
+  event log in a JSON file, so that another process sees the same messages; the
+  request log, the counters of requests and the limiters start afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -38,6 +51,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from batcher.media import ACCEPTED, ACCEPTED_TYPES
@@ -64,6 +78,8 @@ from batcher.sandbox.rules import (
 )
 
 SERVICE = "imessage"
+HISTORY_LIMIT = 200
+STATE_VERSION = 1
 CAPABILITIES = ("imessage", "send", "receive")
 Json = dict[str, Any]
 
@@ -121,6 +137,9 @@ class _Memory:
     chats: dict[str, Chat] = field(default_factory=dict)
     chat_by_members: dict[tuple[str, frozenset[str]], str] = field(default_factory=dict)
     messages: dict[str, Json] = field(default_factory=dict)
+    # When each message was sent or received (unix), and each chat's messages in order.
+    times: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[str]] = field(default_factory=dict)
     answers: dict[tuple[str, str], _Stored] = field(default_factory=dict)
     attachments: dict[str, Attachment] = field(default_factory=dict)
     ledger: list[Json] = field(default_factory=list)
@@ -156,6 +175,26 @@ def phone_number(number: str, *, active: bool) -> Json:
         "is_active": active,
         "capabilities": list(CAPABILITIES),
     }
+
+
+def read_draw(message_id: str) -> float:
+    """A number in [0, 1) fixed by a message id: the message is read if it is below the share."""
+    digest = hashlib.sha256(message_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def delivery(message: Json, sent: float, now: float, config: SandboxConfig) -> Json:
+    """An outbound message as it stands at `now`: sent, delivered or read, with the times."""
+    if message.get("direction") != "outbound":
+        return message
+    delivered = sent + config.deliver_after
+    if now < delivered:
+        return message
+    shown = {**message, "status": "delivered", "delivered_at": iso_z(delivered)}
+    read = delivered + config.read_after
+    if now >= read and read_draw(message["id"]) < config.read_share:
+        shown.update(status="read", read_at=iso_z(read))
+    return shown
 
 
 def _line_handles(recipients: tuple[str, ...]) -> list[Json]:
@@ -217,13 +256,31 @@ class State:
         with self._lock:
             return self._idempotent(body, path, lambda: self._follow_up(chat_id, body, now))
 
-    def get_message(self, message_id: str) -> Answer:
-        """``GET /messages/{id}``."""
+    def get_message(self, message_id: str, now: float) -> Answer:
+        """``GET /messages/{id}``: the message as it stands now."""
         with self._lock:
             message = self._memory.messages.get(message_id)
-        if message is None:
-            raise not_found(f"no message {message_id}")
-        return Answer(200, encode({"message": message}))
+            if message is None:
+                raise not_found(f"no message {message_id}")
+            shown = self._shown(message_id, now)
+        return Answer(200, encode({"message": shown}))
+
+    def chat_messages(
+        self, chat_id: str, *, now: float, limit: int = HISTORY_LIMIT, before: str | None = None
+    ) -> Answer:
+        """``GET /chats/{id}/messages``: the most recent messages (before one), oldest first."""
+        with self._lock:
+            ids = self._memory.history.get(chat_id)
+            if ids is None:
+                raise not_found(f"no chat {chat_id}")
+            end = len(ids)
+            if before is not None:
+                if before not in ids:
+                    raise invalid(f"before: {before} is no message of chat {chat_id}")
+                end = ids.index(before)
+            start = max(0, end - limit)
+            page = [self._shown(message_id, now) for message_id in ids[start:end]]
+        return Answer(200, encode({"messages": page, "has_more": start > 0}))
 
     def phone_numbers(self) -> Answer:
         """``GET /phone-numbers``: the configured lines in the documented shape; else 404."""
@@ -308,8 +365,9 @@ class State:
                 "delivered_at": None,
                 "read_at": None,
                 "service": SERVICE,
+                "sender_handle": {"handle": inbound.sender},
             }
-            self._memory.messages[message["id"]] = message
+            self._keep(chat.id, message, now)
             event = received_event(
                 inbound,
                 chat=chat.payload,
@@ -344,6 +402,7 @@ class State:
         chat = self._chat(str(uuid.uuid4()), inbound.line, (inbound.sender,), inbound.sender, now)
         self._memory.chats[chat.id] = chat
         self._memory.chat_by_members[(inbound.line, frozenset({inbound.sender}))] = chat.id
+        self._memory.history[chat.id] = []
         return chat
 
     # Bookkeeping ---------------------------------------------------------
@@ -381,7 +440,93 @@ class State:
                 "by_status": dict(memory.by_status),
             }
 
+    # Keeping the state in a file --------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write what another process needs to see the same messages, atomically."""
+        with self._lock:
+            memory = self._memory
+            kept: Json = {
+                "version": STATE_VERSION,
+                "chats": [
+                    {
+                        "id": chat.id,
+                        "sender": chat.sender,
+                        "recipients": list(chat.recipients),
+                        "payload": chat.payload,
+                    }
+                    for chat in memory.chats.values()
+                ],
+                "messages": memory.messages,
+                "times": memory.times,
+                "history": memory.history,
+                "answers": [
+                    [
+                        tenant,
+                        key,
+                        stored.fingerprint,
+                        stored.answer.status,
+                        stored.answer.body.decode(),
+                    ]
+                    for (tenant, key), stored in memory.answers.items()
+                ],
+                "ledger": memory.ledger,
+                "events": memory.events.items(),
+                "first_touches": memory.counts["first_touches"],
+            }
+            data = encode(kept)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def load(self, path: Path) -> None:
+        """Take back what `save` wrote (nothing when the file does not exist yet).
+
+        Raises ValueError when the file is not one `save` wrote.
+        """
+        if not path.exists():
+            return
+        try:
+            kept = json.loads(path.read_bytes())
+            if kept.get("version") != STATE_VERSION:
+                raise ValueError(f"version {kept.get('version')!r}")
+            memory = _Memory()
+            for chat in kept["chats"]:
+                recipients = tuple(chat["recipients"])
+                memory.chats[chat["id"]] = Chat(
+                    chat["id"], chat["sender"], recipients, len(recipients) > 1, chat["payload"]
+                )
+                memory.chat_by_members[(chat["sender"], frozenset(recipients))] = chat["id"]
+            memory.messages = dict(kept["messages"])
+            memory.times = {key: float(value) for key, value in kept["times"].items()}
+            memory.history = {key: list(value) for key, value in kept["history"].items()}
+            for tenant, key, fingerprint, status, body in kept["answers"]:
+                memory.answers[(tenant, key)] = _Stored(fingerprint, Answer(status, body.encode()))
+            memory.ledger = list(kept["ledger"])
+            for second, event in kept["events"]:
+                memory.events.append(event, int(second))
+            memory.counts["first_touches"] = int(kept["first_touches"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path} is not a sandbox state file ({error})") from None
+        with self._lock:
+            self._memory = memory
+
     # Internals (called with the lock held) -------------------------------
+
+    def _keep(self, chat_id: str, message: Json, now: float) -> None:
+        """Remember a message, when it came, and its place in its chat."""
+        memory = self._memory
+        memory.messages[message["id"]] = message
+        memory.times[message["id"]] = now
+        memory.history.setdefault(chat_id, []).append(message["id"])
+
+    def _shown(self, message_id: str, now: float) -> Json:
+        """A message as the API shows it at `now`."""
+        memory = self._memory
+        return delivery(memory.messages[message_id], memory.times[message_id], now, self.config)
 
     def _idempotent(self, body: Json, path: str, work: Callable[[], Answer]) -> Answer:
         key = idempotency_key_of(body)
@@ -442,6 +587,7 @@ class State:
         chat = self._chat(chat_id, request.sender, request.recipients, display_name, now)
         self._memory.chats[chat_id] = chat
         self._memory.chat_by_members[(request.sender, frozenset(request.recipients))] = chat_id
+        self._memory.history[chat_id] = []
         return chat
 
     def _chat(
@@ -482,7 +628,7 @@ class State:
             "read_at": None,
             "service": SERVICE,
         }
-        self._memory.messages[payload["id"]] = payload
+        self._keep(chat.id, payload, now)
         self._memory.ledger.append(
             {
                 "id": payload["id"],
