@@ -15,6 +15,17 @@ class Status(StrEnum):
     FAILED = "failed"
     PENDING = "pending"
     DUPLICATE = "duplicate"
+    SKIPPED = "skipped"  # left out on purpose (hidden in the sheet, contacted recently)
+    SUPPRESSED = "suppressed"  # the recipient opted out or is on a suppression list
+
+
+# The statuses that need nothing more: a sheet whose every row is one of them exits 0.
+# Every exit-code computation reads this one set.
+SETTLED: frozenset[Status] = frozenset(
+    {Status.SENT, Status.DUPLICATE, Status.SKIPPED, Status.SUPPRESSED}
+)
+# A results sheet fed back in keeps these statuses: its rows are not planned again.
+KEPT_FROM_RESULTS: frozenset[Status] = frozenset({Status.SENT, Status.SKIPPED, Status.SUPPRESSED})
 
 
 PartType = Literal["text", "rich_link", "media"]

@@ -22,7 +22,16 @@ from batcher.journal import JournalView, Record, State, default_journal, read_jo
 from batcher.lineplan import LinePlan, LineTally, Pace
 from batcher.loading import Sheet, load_sheet
 from batcher.media import Media, MediaKind
-from batcher.model import CODE_MEANINGS, Problem, ProblemSource, RowOutcome, Status, api_text
+from batcher.model import (
+    CODE_MEANINGS,
+    KEPT_FROM_RESULTS,
+    SETTLED,
+    Problem,
+    ProblemSource,
+    RowOutcome,
+    Status,
+    api_text,
+)
 from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
 from batcher.preview import PREVIEW_COUNT, Shown, first_rows, json_preview, shown_row
 from batcher.results import default_output, write_results, write_rows
@@ -131,11 +140,14 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 when every row is settled as wanted, 1 when some need attention."""
-        unsettled = {Status.INVALID, Status.FAILED}
-        if not self.planned_only:
-            unsettled.add(Status.PENDING)
-        return 1 if any(self.by_status[status] for status in unsettled) else 0
+        """0 when every row is settled (see model.SETTLED), 1 when some need attention.
+
+        validate only plans: for it, `pending` (would be sent) is as wanted too.
+        """
+        fine = SETTLED | {Status.PENDING} if self.planned_only else SETTLED
+        return (
+            1 if any(count for status, count in self.by_status.items() if status not in fine) else 0
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The summary as plain data, for `--json`."""
@@ -400,7 +412,14 @@ def _planned(
     key_column = columns.results.get("idempotency_key")
     for row in sheet.rows:
         checked = validator(row)
-        if status_column is not None and row.cell(status_column).strip().lower() == "sent":
+        earlier = _kept_status(row.cell(status_column)) if status_column is not None else None
+        if earlier is not None and earlier is not Status.SENT:
+            # Skipped or suppressed in an earlier run: it stays so, with its note.
+            yield (
+                planner.plan(SettledRow(row.number, None, earlier)),
+                _carried_outcome(row.cells, columns, validator.clean, earlier),
+            )
+        elif earlier is Status.SENT:
             message = checked if isinstance(checked, Message) else None
             sent = _carried_outcome(row.cells, columns, validator.clean)
             keys = row.cell(key_column).split() if key_column is not None else []
@@ -415,6 +434,15 @@ def _planned(
             yield planner.plan(SettledRow(row.number, message)), sent
         else:
             yield planner.plan(checked), None
+
+
+def _kept_status(cell: str) -> Status | None:
+    """The status a results sheet's cell gives a row for good (sent, skipped, ...), if any."""
+    try:
+        status = Status(cell.strip().lower())
+    except ValueError:
+        return None
+    return status if status in KEPT_FROM_RESULTS else None
 
 
 def changed_note(sent_at: str) -> str:
@@ -526,18 +554,25 @@ def _count(report: Report, row: RowPlan, outcome: RowOutcome) -> None:
 
 
 def _carried_outcome(
-    cells: tuple[str, ...], columns: ColumnMap, clean: Callable[[str], str]
+    cells: tuple[str, ...],
+    columns: ColumnMap,
+    clean: Callable[[str], str],
+    status: Status = Status.SENT,
 ) -> RowOutcome:
-    """The result cells of a row an earlier run sent, kept as they are (read by `clean`)."""
+    """The result cells of a row an earlier run settled, kept as they are (read by `clean`).
+
+    A sent row keeps its ids; a skipped or suppressed one its note (why it was not sent).
+    """
 
     def cell(name: str) -> str:
         index = columns.results.get(name)
         return clean(cells[index]) if index is not None and index < len(cells) else ""
 
     return RowOutcome(
-        Status.SENT,
+        status,
         chat_id=cell("chat_id"),
         message_id=cell("message_id"),
+        error_message="" if status is Status.SENT else cell("error_message"),
         idempotency_key=cell("idempotency_key"),
         attempts=cell("attempts"),
         sent_at=cell("sent_at"),

@@ -86,6 +86,8 @@ class SettledRow(NamedTuple):
 
     row: int
     message: Message | None
+    # What the results sheet says of it: sent, or skipped / suppressed (nothing was sent).
+    status: Status = Status.SENT
 
 
 class RowPlan(NamedTuple):
@@ -179,6 +181,8 @@ class Planner:
         return Plan(tuple(plans), chats)
 
     def settled(self, row: SettledRow) -> RowPlan:
+        if row.status is not Status.SENT:
+            return RowPlan(row.row, row.status)  # nothing was sent: it anchors nothing
         message = row.message
         if message is not None:
             # Its chat_id cell holds the chat the earlier run created or wrote into; the

@@ -28,6 +28,8 @@ _WHAT_TO_DO: dict[Status, str] = {
     Status.INVALID: "refused before sending: fix the row, then run again",
     Status.FAILED: "refused by Chert: fix the row or the account, then run again",
     Status.DUPLICATE: "repeats an earlier row; not sent",
+    Status.SKIPPED: "hidden in the sheet or contacted recently; not sent",
+    Status.SUPPRESSED: "opted out or on a suppression list; not sent",
 }
 
 
@@ -91,7 +93,15 @@ def _journal_read(report: Report) -> list[str]:
     return [f"Journal: {report.journal_read} (what it records as sent is shown as sent)"]
 
 
-_ORDER = (Status.SENT, Status.PENDING, Status.FAILED, Status.INVALID, Status.DUPLICATE)
+_ORDER = (
+    Status.SENT,
+    Status.PENDING,
+    Status.FAILED,
+    Status.INVALID,
+    Status.DUPLICATE,
+    Status.SKIPPED,
+    Status.SUPPRESSED,
+)
 
 
 def _status_table(report: Report, notes: dict[Status, str]) -> list[str]:

@@ -64,6 +64,8 @@ def test_json_summary(tmp_path: Path) -> None:
         "failed": 0,
         "pending": 2,
         "duplicate": 0,
+        "skipped": 0,
+        "suppressed": 0,
     }
     assert summary["problems"][0]["row"] == 4
     assert summary["problems"][0]["code"] == 1001
