@@ -409,7 +409,8 @@ def _send_all(
     report: RunReport,
     clock: Clock,
 ) -> None:
-    """Send, and account for it in the report; a journal that fails stops the run (exit 3)."""
+    """Send, and account for it in the report; a journal (or the opt-out list) that fails
+    stops the run (exit 3)."""
     tallies: list[Tally] = []
 
     def progress(tally: Tally) -> None:
@@ -417,10 +418,10 @@ def _send_all(
             tallies.append(tally)  # the sender keeps counting in this one object
         on_progress(tally)
 
-    failures: list[JournalError] = []
+    failures: list[OutputError] = []
     try:
         result = anyio.run(_send, journal, options, target, work, progress, clock)
-    except* JournalError as failed:
+    except* OutputError as failed:
         # From inside the sender's task groups it comes wrapped, maybe more than once.
         failures.append(_first(failed))
     if failures:
@@ -433,9 +434,9 @@ def _send_all(
     report.sent_now = result.sent
 
 
-def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+def _first(group: BaseExceptionGroup[OutputError]) -> OutputError:
     found = group.exceptions[0]
-    return found if isinstance(found, JournalError) else _first(found)
+    return found if isinstance(found, OutputError) else _first(found)
 
 
 def _records_after(

@@ -5,21 +5,26 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
-from batcher.client import Credentials
+from batcher.caller import Caller
+from batcher.client import ChertClient, Credentials
+from batcher.clock import SYSTEM_CLOCK
 from batcher.errors import InputError
 from batcher.home import account_id
+from batcher.journal import Journal
 from batcher.model import Status
 from batcher.optouts import BY_HAND, OptOut, OptOuts
-from batcher.pipeline import JobOptions, validate_file
+from batcher.pipeline import JobOptions, prepare, validate_file
 from batcher.running import RunOptions, RunReport, Target, run_file
 from batcher.sandbox import RunningSandbox
-from batcher.sending import RetryPolicy, SendConfig
+from batcher.sending import RetryPolicy, SendConfig, Sender
 from batcher.suppression import suppression_reason
 from tests.runs import (
     LINE_A,
@@ -313,3 +318,32 @@ def test_a_stop_pulled_during_a_wait_run_stops_that_persons_messages(
     assert statuses == ["sent", "suppressed", "suppressed", "sent"]
     assert delivered_to(box) == ["first", "to last"]
     assert "Pulled 1 new opt-out from the account's replies." in stdout
+
+
+def test_the_check_just_before_the_request_holds_it(box: RunningSandbox, tmp_path: Path) -> None:
+    """Listed while its request waited for its turn: not made, and its follow-up neither."""
+    plan = prepare(JobOptions(path=sheet(tmp_path / "in.csv", [ROWS[0], ROWS[4]]))).plan
+    calls: list[tuple[str, ...]] = []
+
+    def screen(recipients: Sequence[str]) -> str | None:
+        calls.append(tuple(recipients))  # clear when the chat is taken up, listed after
+        return None if len(calls) == 1 else f"on suppression list late.csv: {LISTED}"
+
+    journal = Journal(tmp_path / "in.journal.sqlite")
+
+    async def go() -> Sender:
+        async with httpx.AsyncClient() as http:
+            client = ChertClient(http, box.base_url, Credentials(box.secret))
+            caller = Caller(client, SYSTEM_CLOCK, rate=0.0, retry=QUICK)
+            sender = Sender(caller, journal, SendConfig(rate=0.0, retry=QUICK), screen=screen)
+            await sender.send(plan.chats, {}, {})
+            return sender
+
+    sender = anyio.run(go)
+    journal.close()
+    # Taken up, checked again just before it went out (held), then suppressed.
+    assert calls == [(LISTED,)] * 3
+    first = next(iter(plan.requests)).key
+    assert sender.result.suppressed == {first: f"on suppression list late.csv: {LISTED}"}
+    assert (sender.tally.sent, sender.tally.pending) == (0, 2)
+    assert api_requests(box) == []
