@@ -279,9 +279,9 @@ def run_file(
         )
         night_at = None if options.send.window is not None else clock.wall()
         rows_suppressed = len({r.row for r in plan.requests if r.key in suppressed})
-        if pulled.stopped is not None:
-            pass  # the opt-outs could not be pulled: nothing is sent
-        elif todo and confirm(_preview(plan, todo, held, report, night_at, rows_suppressed)):
+        # Opt-outs that could not be pulled: nothing is sent (report.stopped says why).
+        may_send = bool(todo) and pulled.stopped is None
+        if may_send and confirm(_preview(plan, todo, held, report, night_at, rows_suppressed)):
             _check_lines(target, options.send.timeout, todo, report)
             held |= {r.key for r in todo if r.row in report.barred_rows}
             chats = {
@@ -301,7 +301,7 @@ def run_file(
             )
             _send_all(journal, options, target, work, on_progress, report, clock)
             records = _records_after(journal, keys, records)
-        elif todo:
+        elif may_send:
             report.cancelled = True
         # Who is on a list now, opt-outs pulled while sending included: what was not sent
         # to them ends suppressed.
@@ -409,8 +409,7 @@ def _send_all(
     report: RunReport,
     clock: Clock,
 ) -> None:
-    """Send, and account for it in the report; a journal (or the opt-out list) that fails
-    stops the run (exit 3)."""
+    """Send, and account for it in the report; a failing journal or opt-out list stops it."""
     tallies: list[Tally] = []
 
     def progress(tally: Tally) -> None:
@@ -515,8 +514,7 @@ class _Pulls:
 
 @dataclass(frozen=True)
 class _Pulled:
-    """What the pull at the start did: new opt-outs, why the event log was not read, or
-    why the run stops there (nothing is sent)."""
+    """What the pull at the start did: new opt-outs, or why it read nothing, or stopped the run."""
 
     added: int = 0
     missing: str = ""

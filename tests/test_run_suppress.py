@@ -22,10 +22,19 @@ from batcher.journal import Journal
 from batcher.model import Status
 from batcher.optouts import BY_HAND, OptOut, OptOuts
 from batcher.pipeline import JobOptions, prepare, validate_file
-from batcher.running import RunOptions, RunReport, Target, run_file
+from batcher.running import (
+    PULL_EVERY,
+    RunOptions,
+    RunReport,
+    Target,
+    _pull_while_sending,
+    _Pulls,
+    run_file,
+)
 from batcher.sandbox import RunningSandbox
 from batcher.sending import RetryPolicy, SendConfig, Sender
 from batcher.suppression import suppression_reason
+from tests.clocks import FakeClock
 from tests.runs import (
     LINE_A,
     cli_env,
@@ -347,3 +356,26 @@ def test_the_check_just_before_the_request_holds_it(box: RunningSandbox, tmp_pat
     assert sender.result.suppressed == {first: f"on suppression list late.csv: {LISTED}"}
     assert (sender.tally.sent, sender.tally.pending) == (0, 2)
     assert api_requests(box) == []
+
+
+def test_while_sending_it_pulls_every_ten_minutes_of_the_runs_clock(
+    box: RunningSandbox, batch_home: Path
+) -> None:
+    """On the run's (fake) clock: a pull at 600, 1200 and 1800 s; what they find is counted."""
+    clock = FakeClock()
+    reply(box, LISTED, "STOP")
+
+    async def go() -> int:
+        async with httpx.AsyncClient(transport=clock.transport()) as http:
+            client = ChertClient(http, box.base_url, Credentials(box.secret))
+            with OptOuts(batch_home) as store:
+                pulls = _Pulls(store, PULL_EVERY)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_pull_while_sending, client, "the account", pulls, clock)
+                    await clock.sleep(1900)
+                    group.cancel_scope.cancel()
+                assert [entry.number for entry in store.entries()] == [LISTED]
+                return pulls.added
+
+    assert anyio.run(go) == 1
+    assert [path for _, path in api_requests(box)] == ["/api/v1/events"] * 3
