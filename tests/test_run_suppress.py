@@ -22,8 +22,10 @@ from batcher.journal import Journal
 from batcher.model import Status
 from batcher.optouts import BY_HAND, OptOut, OptOuts
 from batcher.pipeline import JobOptions, prepare, validate_file
+from batcher.render import confirmation
 from batcher.running import (
     PULL_EVERY,
+    Preview,
     RunOptions,
     RunReport,
     Target,
@@ -379,3 +381,24 @@ def test_while_sending_it_pulls_every_ten_minutes_of_the_runs_clock(
 
     assert anyio.run(go) == 1
     assert [path for _, path in api_requests(box)] == ["/api/v1/events"] * 3
+
+
+def test_the_confirmation_counts_what_the_pull_at_the_start_found(
+    box: RunningSandbox, tmp_path: Path
+) -> None:
+    """A STOP replied before the run: the confirmation already leaves its rows out."""
+    reply(box, LISTED, "STOP")
+    shown: list[str] = []
+
+    def confirm(preview: Preview) -> bool:
+        shown.append(confirmation(preview, "sandbox", 10))
+        return False
+
+    options = RunOptions(job=JobOptions(path=sheet(tmp_path / "in.csv", ROWS)))
+    target = Target(box.base_url, Credentials(box.secret), "sandbox")
+    report = run_file(options, target, confirm=confirm)
+    assert report.cancelled
+    (said,) = shown
+    assert said.startswith("About to send 2 messages for 2 rows to sandbox")
+    assert "Not sent: 3 rows to someone opted out or on a suppression list." in said
+    assert ledger(box) == []
