@@ -19,6 +19,9 @@ from batcher.loading import SheetRow, load_sheet
 from batcher.phones import normalize_phone
 from batcher.validation import split_recipients
 
+# Bad numbers listed in one error before "and N more".
+SHOWN_BAD = 10
+
 
 @dataclass(frozen=True)
 class BadNumber:
@@ -73,3 +76,19 @@ def read_numbers(path: Path, region: str) -> NumberList:
                     where += f", column {column_name(sheet.headers, index)}"
                 bad.append(BadNumber(where, text, phone.problem))
     return NumberList(path, tuple(numbers), tuple(bad))
+
+
+def bad_numbers(found: NumberList, *, where: str, nothing: str, hint: str) -> InputError:
+    """The error for a suppression file with numbers that cannot be used: each, by place.
+
+    `where` names the file as the command took it; `nothing` says what was not done
+    ("imported", "sent").
+    """
+    listed = "\n".join(f"  {bad}" for bad in found.bad[:SHOWN_BAD])
+    more = len(found.bad) - SHOWN_BAD
+    count = f"{len(found.bad)} number" + ("" if len(found.bad) == 1 else "s")
+    return InputError(
+        f"{where}: {count} cannot be used, so nothing was {nothing}:\n{listed}"
+        + (f"\n  and {more} more" if more > 0 else ""),
+        hint=hint,
+    )

@@ -39,7 +39,7 @@ from batcher.proofing import PROOF_COUNT, ProofOptions, ProofPlan, proof_file, p
 from batcher.quiet import Window, WindowError, parse_window
 from batcher.render import confirmation, plural, run_summary, validate_summary, waiting
 from batcher.results import default_output
-from batcher.running import Preview, RunOptions, Target, run_file
+from batcher.running import PULL_EVERY, Preview, RunOptions, Target, run_file
 from batcher.secret import SECRET_VARIABLE, check_secret
 from batcher.sending import SendConfig, Tally
 
@@ -181,6 +181,14 @@ def job_options(command: F) -> F:
             help="The sheet's text column --template is sent instead of.",
         ),
         click.option(
+            "--suppress",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            multiple=True,
+            metavar="FILE",
+            help="Do-not-contact list (CSV/XLSX with a phone column, or one number a line): "
+            "rows to its numbers end suppressed. Repeatable.",
+        ),
+        click.option(
             "--preview",
             type=click.IntRange(min=0),
             metavar="N",
@@ -293,6 +301,7 @@ def validate(
     line_daily: int | None,
     template: Path | None,
     template_replaces: str | None,
+    suppress: tuple[Path, ...],
     preview: int,
     as_json: bool,
     allow_loopback_media: bool,
@@ -321,6 +330,7 @@ def validate(
         template=template,
         template_replaces=template_replaces,
         preview=preview,
+        suppress=suppress,
     )
     try:
         with _stop_signals_raise():
@@ -561,6 +571,19 @@ def _credentials(auth: str, tenant: str | None) -> Credentials:
     is_flag=True,
     help="Send rows edited since they were sent as new messages (a second message each).",
 )
+@click.option(
+    "--no-pull",
+    is_flag=True,
+    help="Do not read the account's replies for new opt-outs (at the start and every 10 "
+    "minutes while sending); the opt-out list is applied as it is.",
+)
+@click.option(
+    "--pull-every",
+    type=click.FloatRange(min=0, min_open=True),
+    hidden=True,
+    default=PULL_EVERY,
+    help="For tests only: seconds between the pulls made while sending.",
+)
 @click.option("--verbose", "-v", count=True, help="Log retries and waits (-vv: every request).")
 @click.option(
     "--journal-max-pages",
@@ -582,6 +605,7 @@ def run(
     line_daily: int | None,
     template: Path | None,
     template_replaces: str | None,
+    suppress: tuple[Path, ...],
     preview: int,
     as_json: bool,
     allow_loopback_media: bool,
@@ -602,6 +626,8 @@ def run(
     proof: str | None,
     proof_count: int | None,
     resend_changed: bool,
+    no_pull: bool,
+    pull_every: float,
     verbose: int,
     journal_max_pages: int | None,
 ) -> None:
@@ -638,6 +664,7 @@ def run(
         template=template,
         template_replaces=template_replaces,
         preview=preview,
+        suppress=suppress,
     )
     options = RunOptions(
         job=job,
@@ -653,6 +680,8 @@ def run(
         skip_contacted=skip_contacted,
         journal_max_pages=journal_max_pages,
         limit=limit,
+        pull=not no_pull,
+        pull_every=pull_every,
     )
     rerun = _this_command()
     sending = False

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from batcher.audience import read_numbers
+from batcher.audience import bad_numbers, read_numbers
 from batcher.cli import (
     RegionType,
     _credentials,
@@ -32,9 +32,6 @@ from batcher.errors import BatchError, InputError, UsageError
 from batcher.optouts import BY_HAND, OptOut, OptOuts, PullReport, now_iso, pull_account
 from batcher.phones import normalize_phone
 from batcher.render import plural
-
-# Bad numbers listed in one error before "and N more".
-SHOWN_BAD = 10
 
 _REGION = click.option(
     "--region",
@@ -130,11 +127,10 @@ def import_(file: Path, region: str) -> None:
     try:
         found = read_numbers(file, region)
         if found.bad:
-            listed = "\n".join(f"  {bad}" for bad in found.bad[:SHOWN_BAD])
-            more = len(found.bad) - SHOWN_BAD
-            raise InputError(
-                f"{file}: {plural(len(found.bad), 'number')} cannot be used, so nothing was "
-                f"imported:\n{listed}" + (f"\n  and {more} more" if more > 0 else ""),
+            raise bad_numbers(
+                found,
+                where=str(file),
+                nothing="imported",
                 hint="Fix them (or delete those lines) and import again.",
             )
         if not found.numbers:

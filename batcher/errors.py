@@ -81,12 +81,16 @@ class ResultsNotWritten(OutputError):
 class PullFailed(BatchError):
     """Reading an account's event log failed: the API refused, or never answered.
 
-    `code` is the API's error code (0 when there was no answer or no envelope) and
-    `why` what happened. Opt-outs found on the pages read before are kept, and the
-    pull position stays where the last whole pull left it: the next pull reads again.
+    `code` is the API's error code (0 when there was no answer or no envelope),
+    `status` the HTTP status (0 when there was no answer) and `why` what happened.
+    Opt-outs found on the pages read before are kept, and the pull position stays
+    where the last whole pull left it: the next pull reads again.
     """
 
-    def __init__(self, message: str, *, code: int, why: str, hint: str = "") -> None:
+    def __init__(
+        self, message: str, *, code: int, why: str, hint: str = "", status: int = 0
+    ) -> None:
         super().__init__(message, hint=hint)
         self.code = code
         self.why = why
+        self.status = status

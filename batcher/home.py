@@ -78,11 +78,7 @@ def open_home_db(folder: Path, name: str, schema: Sequence[str]) -> sqlite3.Conn
         folder.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(folder / name, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            with transaction(db):
-                for statement in schema:
-                    db.execute(statement)
+            _set_up(db, schema)
         except sqlite3.Error:
             db.close()
             raise
@@ -92,6 +88,24 @@ def open_home_db(folder: Path, name: str, schema: Sequence[str]) -> sqlite3.Conn
             hint=f"Set {HOME_ENV} to a folder you can write to.",
         ) from None
     return db
+
+
+def _set_up(db: sqlite3.Connection, schema: Sequence[str]) -> None:
+    """WAL and the tables. Switching to WAL takes a lock that SQLite's busy timeout does
+    not wait for when another process is opening the same new file: try again a while."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with transaction(db):
+                for statement in schema:
+                    db.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def transaction(db: sqlite3.Connection) -> _Transaction:

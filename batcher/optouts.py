@@ -286,6 +286,29 @@ class OptOuts:
         )
 
 
+def read_entries(folder: Path | None = None) -> dict[str, OptOut]:
+    """Every number on the home's opt-out list, read only: what `validate` checks rows against.
+
+    Neither the home nor the file is made when missing (there is no list: nothing is
+    on it), and a run writing to the list meanwhile is not disturbed.
+    """
+    path = (folder if folder is not None else home_folder()) / OPTOUTS
+    if not path.is_file():
+        return {}
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT number, at, source FROM optouts").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise OutputError(
+            f"the opt-out list {path} cannot be read ({exc}).",
+            hint=f"Check the disk, or set {HOME_ENV} to the home that holds it.",
+        ) from None
+    return {row[0]: OptOut(*row) for row in rows}
+
+
 # --- pull ------------------------------------------------------------------------------------
 
 
@@ -504,6 +527,7 @@ def _failure(answer: Answer | Unanswered) -> PullFailed:
         code=answer.code,
         why=answer.message,
         hint=hint,
+        status=answer.status,
     )
 
 

@@ -33,9 +33,11 @@ from batcher.model import (
     Status,
     api_text,
 )
+from batcher.optouts import read_entries
 from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
 from batcher.preview import PREVIEW_COUNT, Shown, first_rows, json_preview, shown_row
 from batcher.results import default_output, write_results, write_rows
+from batcher.suppression import Screen, read_suppress_files
 from batcher.templates import missing_error, missing_placeholders, read_template, replaced_column
 from batcher.validation import Message, RowValidator, Rules
 
@@ -70,6 +72,8 @@ class JobOptions:
     preview: int = PREVIEW_COUNT
     # Rows hidden in the sheet are sent too (else they end `skipped`).
     include_hidden: bool = False
+    # --suppress: do-not-contact files; rows to their numbers end `suppressed`.
+    suppress: tuple[Path, ...] = ()
 
     @property
     def output(self) -> Path:
@@ -328,20 +332,22 @@ def validate_file(options: JobOptions, journal: Path | None = None) -> Report:
 
     What the journal (`journal`, or the default one beside the results) records is
     shown as it is: a results sheet never says less than the journal knows. It is read
-    read-only, without its lock: a run holding it goes on undisturbed.
+    read-only, without its lock: a run holding it goes on undisturbed. Rows to someone
+    on the opt-out list (read only, as it stands) or in a --suppress file end `suppressed`.
     """
     output = options.output
+    screen = Screen(read_suppress_files(options.suppress, options.region), read_entries())
     view = read_journal(journal or default_journal(output))
     if view is not None and view.records:
-        report = _validate_with(options, view)
+        report = _validate_with(options, view, screen)
     else:
-        report = _validate_streaming(options)
+        report = _validate_streaming(options, screen)
     if view is not None:
         report.journal_read, report.journal_busy = view.path, view.busy
     return report
 
 
-def _validate_with(options: JobOptions, view: JournalView) -> Report:
+def _validate_with(options: JobOptions, view: JournalView, screen: Screen) -> Report:
     """validate against a journal's records: the whole plan first, then the sheet."""
     prepared = prepare(options)
     plan, records = prepared.plan, view.records
@@ -355,7 +361,7 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
         outcome = row_outcome(row, plan.chats, records) if known else planned_outcome(row)
         if row.row in changed and not options.resend_changed:
             outcome = changed[row.row].sent
-        outcomes[row.row] = prepared.carried.get(row.row) or outcome
+        outcomes[row.row] = prepared.carried.get(row.row) or screen.outcome(row, outcome)
         if outcomes[row.row].status in _TO_SEND:
             for request in row.requests:
                 if (record := records.get(request.key)) is None or record.state is not State.SENT:
@@ -374,7 +380,7 @@ def _validate_with(options: JobOptions, view: JournalView) -> Report:
     return report
 
 
-def _validate_streaming(options: JobOptions) -> Report:
+def _validate_streaming(options: JobOptions, screen: Screen) -> Report:
     """validate with no journal to consult: each row is written as soon as it is planned."""
     with _cyclic_gc_paused():
         sheet, columns, validator = _open(options)
@@ -390,7 +396,7 @@ def _validate_streaming(options: JobOptions) -> Report:
         tally = LineTally()
 
         def outcome(plan: RowPlan, sent: RowOutcome | None) -> RowOutcome:
-            made = sent or planned_outcome(plan)
+            made = sent or screen.outcome(plan, planned_outcome(plan))
             _count(report, plan, made)  # as summarize() would, without keeping every row
             if made.status is Status.PENDING:
                 for request in plan.requests:

@@ -201,6 +201,7 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
     lines += _barred(report)
     lines += _limit_sent(report)
     lines += _outside(report)
+    lines += _pulled(report)
     for line, when in sorted(report.deferred.items()):
         lines += [
             "",
@@ -223,6 +224,13 @@ def run_summary(report: RunReport, rerun: str, *, width: int = 0) -> str:
             "each was sent earlier, from another sheet or journal (see its error_message)."
         )
     return "\n".join(lines)
+
+
+def _pulled(report: RunReport) -> list[str]:
+    """New opt-outs the run pulled from the event log (their rows end suppressed)."""
+    if not report.pulled:
+        return []
+    return ["", f"Pulled {plural(report.pulled, 'new opt-out')} from the account's replies."]
 
 
 def _outside(report: RunReport) -> list[str]:
@@ -315,6 +323,9 @@ def _not_sent(preview: Preview) -> list[str]:
         plural(preview.invalid, "invalid row") if preview.invalid else "",
         plural(preview.duplicate, "duplicate row") if preview.duplicate else "",
         f"{plural(preview.already_sent, 'row')} already sent" if preview.already_sent else "",
+        f"{plural(preview.suppressed, 'row')} to someone opted out or on a suppression list"
+        if preview.suppressed
+        else "",
     ]
     listed = [count for count in counts if count]
     if not listed:

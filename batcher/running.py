@@ -17,6 +17,7 @@ import httpx
 
 from batcher.caller import Caller, Stopped
 from batcher.client import (
+    CONNECT_FAILED,
     ChertClient,
     Credentials,
     encode,
@@ -24,7 +25,7 @@ from batcher.client import (
     single_connection_clients,
 )
 from batcher.clock import SYSTEM_CLOCK, Clock
-from batcher.errors import JournalError, OutputError, ResultsNotWritten, UsageError
+from batcher.errors import JournalError, OutputError, PullFailed, ResultsNotWritten, UsageError
 from batcher.history import History
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
@@ -32,6 +33,7 @@ from batcher.limiting import limit_rows
 from batcher.lineplan import LinePlan, Pace, line_plans
 from batcher.media import Media
 from batcher.model import RowOutcome, Status
+from batcher.optouts import OptOuts, pull
 from batcher.pacing import LinePace
 from batcher.pipeline import (
     Changed,
@@ -50,9 +52,14 @@ from batcher.quiet import night_count
 from batcher.results import check_writable, write_results
 from batcher.senderlines import Barred, barred_lines, barred_outcome, read_lines
 from batcher.sending import SendConfig, Sender, SendResult, Tally, sent_earlier_note
+from batcher.suppression import Screen, read_suppress_files
 from batcher.uploading import Uploader
 
 log = logging.getLogger("batcher.running")
+
+# While sending, the account's event log is read again at least this often (seconds, on
+# the run's clock), so that a STOP replied meanwhile stops that person's later messages.
+PULL_EVERY = 600.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,10 @@ class RunOptions:
     journal_max_pages: int | None = None
     # --limit: send only the first N rows to send, chats whole (see batcher.limiting).
     limit: int | None = None
+    # Pull the account's opt-outs at the start, and every `pull_every` seconds while
+    # sending (--no-pull: neither; the opt-out list is applied as it is).
+    pull: bool = True
+    pull_every: float = PULL_EVERY
 
     @property
     def journal_path(self) -> Path:
@@ -106,6 +117,8 @@ class Preview:
     resend_changed: bool = False
     # Rows another run is sending right now: this one leaves them alone.
     elsewhere: int = 0
+    # Rows to someone on the opt-out list or a --suppress file: not sent.
+    suppressed: int = 0
     pace: Pace = field(default_factory=Pace)
     # The first messages to send, as recipients will see them.
     messages: tuple[Shown, ...] = ()
@@ -152,6 +165,9 @@ class RunReport(Report):
     window: str = ""
     outside: int = 0
     window_opens: datetime | None = None
+    # New opt-outs the run's pulls recorded; why the event log was not read ("" if it was).
+    pulled: int = 0
+    not_pulled: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -182,6 +198,8 @@ class RunReport(Report):
                 for line, why in sorted(self.barred.items())
             ],
             lines_unchecked=self.lines_unchecked or None,
+            optouts_pulled=self.pulled,
+            optouts_not_pulled=self.not_pulled or None,
             limit=None
             if self.limit is None
             else {
@@ -213,16 +231,24 @@ def run_file(
     check_writable(options.job.output, "results sheet", "--out")
     check_writable(options.journal_path, "journal", "--journal")
     prepared = prepare(options.job)
+    files = read_suppress_files(options.job.suppress, options.job.region)
     journal = Journal(options.journal_path, max_pages=options.journal_max_pages)
     claims: Claims | None = None
     history: History | None = None
+    optouts: OptOuts | None = None
     try:
         _check_target(journal, target)
+        optouts = OptOuts()
         plan = prepared.plan
+        recipients = {recipient for request in plan.requests for recipient in request.recipients}
         keys = [request.key for request in plan.requests]
         records, others = journal.recall(keys)
         conflicts = _conflicts(plan, records)
         changed = {**prepared.changed, **changed_since(plan, records, others)}
+        held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
+        todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
+        # A run with nothing left to send makes no request at all: it pulls only if it may send.
+        pulled = _pull_first(target, options, optouts) if todo else _Pulled()
         report = RunReport(
             options.job.path,
             options.job.output,
@@ -232,9 +258,15 @@ def run_file(
             encoding=prepared.sheet.encoding,
             window=str(options.send.window or ""),
             sheet=sheet_read(prepared.sheet, prepared.columns, options.job.include_hidden),
+            pulled=pulled.added,
+            not_pulled=pulled.missing,
+            stopped=pulled.stopped,
         )
-        held = conflicts | _held_changed(plan, changed, options.job.resend_changed)
-        todo = [r for r in plan.requests if _unsettled(records.get(r.key)) and r.key not in held]
+        # Applied before the confirmation, which counts them; checked again before each request.
+        screen = Screen(files, optouts.find(recipients))
+        suppressed = {r.key for r in todo if screen.reason(r.recipients)}
+        held |= suppressed
+        todo = [r for r in todo if r.key not in suppressed]
         if todo and options.limit is not None:
             limited = limit_rows(todo, options.limit)
             held |= {r.key for r in todo if r.row in limited.held}
@@ -274,7 +306,10 @@ def run_file(
             who_gets,
         )
         night_at = None if options.send.window is not None else clock.wall()
-        if todo and confirm(_preview(plan, todo, held, report, night_at)):
+        rows_suppressed = len({r.row for r in plan.requests if r.key in suppressed})
+        # Opt-outs that could not be pulled: nothing is sent (report.stopped says why).
+        may_send = bool(todo) and pulled.stopped is None
+        if may_send and confirm(_preview(plan, todo, held, report, night_at, rows_suppressed)):
             _check_lines(target, options.send.timeout, todo, report)
             held |= {r.key for r in todo if r.row in report.barred_rows}
             chats = {
@@ -282,26 +317,45 @@ def run_file(
                 for ref, requests in plan.chats.items()
             }
             work = _Work(
-                chats, records, prepared.media, claims, _first_touches(plan, records), history
+                chats,
+                records,
+                prepared.media,
+                claims,
+                _first_touches(plan, records),
+                history,
+                Screen(files, lookup=optouts.find),
+                _Pulls(optouts, options.pull_every)
+                if options.pull and not pulled.missing
+                else None,
             )
             _send_all(journal, options, target, work, on_progress, report, clock)
             records = _records_after(journal, keys, records)
-        elif todo:
+        elif may_send:
             report.cancelled = True
+        # Who is on a list now, opt-outs pulled while sending included: what was not sent
+        # to them ends suppressed.
+        screen = Screen(files, optouts.find(recipients))
     finally:
         if claims is not None:
             claims.release()
         if history is not None:
             history.close()
         journal.close()
+        if optouts is not None:
+            optouts.close()
     kept = {} if options.job.resend_changed else changed
     outcomes = {
         row.row: prepared.carried.get(row.row)
         or (kept[row.row].sent if row.row in kept else None)
         or (_elsewhere(row, report.elsewhere[row.row]) if row.row in report.elsewhere else None)
         or (_skipped(row, report.contacted[row.row]) if row.row in report.contacted else None)
-        or _settled(
-            row, _limited(row_outcome(row, plan.chats, records, conflicts), row.row, report), report
+        or screen.outcome(
+            row,
+            _settled(
+                row,
+                _limited(row_outcome(row, plan.chats, records, conflicts), row.row, report),
+                report,
+            ),
         )
         for row in plan.rows
     }
@@ -338,10 +392,7 @@ def _check_lines(target: Target, timeout: float, todo: list[Request], report: Ru
 
 
 async def _read_lines(target: Target, timeout: float) -> dict[str, bool] | str:
-    host = httpx.URL(target.base_url).host
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout), trust_env=not is_loopback(host), follow_redirects=False
-    ) as http:
+    async with _api_client(target, timeout) as http:
         return await read_lines(ChertClient(http, target.base_url, target.credentials))
 
 
@@ -459,7 +510,7 @@ def _send_all(
     report: RunReport,
     clock: Clock,
 ) -> None:
-    """Send, and account for it in the report; a journal that fails stops the run (exit 3)."""
+    """Send, and account for it in the report; a failing journal or opt-out list stops it."""
     tallies: list[Tally] = []
 
     def progress(tally: Tally) -> None:
@@ -467,25 +518,26 @@ def _send_all(
             tallies.append(tally)  # the sender keeps counting in this one object
         on_progress(tally)
 
-    failures: list[JournalError] = []
+    failures: list[OutputError] = []
     try:
         result = anyio.run(_send, journal, options, target, work, progress, clock)
-    except* JournalError as failed:
+    except* OutputError as failed:
         # From inside the sender's task groups it comes wrapped, maybe more than once.
         failures.append(_first(failed))
     if failures:
         report.stopped = Stopped(f"{failures[0].message}\n{failures[0].hint}")
         report.sent_now = tallies[0].sent if tallies else 0
         return
+    report.pulled += work.pulls.added if work.pulls is not None else 0
     report.stopped, report.deferred = result.stopped, result.deferred
     report.outside, report.window_opens = result.outside, result.window_opens
     report.sent_now = result.sent
     report.sent_earlier += result.earlier
 
 
-def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+def _first(group: BaseExceptionGroup[OutputError]) -> OutputError:
     found = group.exceptions[0]
-    return found if isinstance(found, JournalError) else _first(found)
+    return found if isinstance(found, OutputError) else _first(found)
 
 
 def send_requests(
@@ -503,11 +555,11 @@ def send_requests(
     """
     _check_target(journal, target)
     records = journal.records(request.key for requests in chats.values() for request in requests)
-    failures: list[JournalError] = []
+    failures: list[OutputError] = []
     try:
         work = _Work(chats, records, media)
         return anyio.run(_send, journal, options, target, work, lambda tally: None, clock)
-    except* JournalError as failed:
+    except* OutputError as failed:
         failures.append(_first(failed))
     raise failures[0]
 
@@ -558,6 +610,8 @@ def validate_command(job: JobOptions, journal: Path, out: Path) -> str:
         words += ["--template-replaces", job.template_replaces]
     if job.include_hidden:
         words.append("--include-hidden")
+    for path in job.suppress:
+        words += ["--suppress", str(path)]
     return shlex.join([*words, "--journal", str(journal), "--out", str(out)])
 
 
@@ -573,6 +627,97 @@ class _Work:
     history: dict[str, list[float]] = field(default_factory=dict)
     # The account's send history in the per-user home: what is sent is recorded there too.
     sent_history: History | None = None
+    # Checked just before each request: the opt-out list read afresh, the --suppress files.
+    screen: Screen = field(default_factory=Screen)
+    # The opt-out list to pull into while sending; None: no pulls (--no-pull, no event log).
+    pulls: _Pulls | None = None
+
+
+@dataclass
+class _Pulls:
+    """The pulls made while sending: into which list, how often, and what they added."""
+
+    store: OptOuts
+    every: float
+    added: int = 0
+
+
+@dataclass(frozen=True)
+class _Pulled:
+    """What the pull at the start did: new opt-outs, or why it read nothing, or stopped the run."""
+
+    added: int = 0
+    missing: str = ""
+    stopped: Stopped | None = None
+
+
+def _pull_first(target: Target, options: RunOptions, store: OptOuts) -> _Pulled:
+    """Pull the account's opt-outs before planning, so that the confirmation counts them.
+
+    An account without an event log (404) is said at -v, and the list is used as it is;
+    any other failure stops the run before anything is sent (exit 3), saying what to do.
+    """
+    if not options.pull:
+        return _Pulled()
+
+    async def pulling() -> int:
+        async with _api_client(target, options.send.timeout) as http:
+            client = ChertClient(http, target.base_url, target.credentials)
+            return len((await pull(client, target.account, store)).added)
+
+    try:
+        added = anyio.run(pulling)
+    except PullFailed as failed:
+        if failed.status == 404:
+            why = f"the account has no event log (GET /events: {failed.why or 'HTTP 404'})"
+            log.info("%s: no opt-outs pulled; the opt-out list is applied as it is", why)
+            return _Pulled(missing=why)
+        return _Pulled(stopped=_pull_stopped(failed, target.base_url))
+    log.info("opt-outs pulled: %d new", added)
+    return _Pulled(added)
+
+
+def _pull_stopped(failed: PullFailed, base_url: str) -> Stopped:
+    """Why a run whose opt-outs could not be pulled stops before sending, with what to do."""
+    if failed.code in (2004, 2013):
+        # Credentials or clock: the summary's advice for them is the same as when sending.
+        return Stopped(failed.why, failed.code, at_once=True)
+    why = failed.message.replace(CONNECT_FAILED, f"{CONNECT_FAILED} to {base_url}", 1)
+    return Stopped(
+        f"the opt-outs were not pulled, so nothing was sent: {why} {failed.hint} "
+        "(--no-pull sends with the opt-out list as it is.)",
+        failed.code,
+        at_once=True,
+    )
+
+
+async def _pull_while_sending(
+    client: ChertClient, account: str, pulls: _Pulls, clock: Clock
+) -> None:
+    """Pull again every `pulls.every` seconds; a pull that fails is said, and tried again.
+
+    The sender checks the list just before each request, so a person who replied STOP
+    meanwhile gets nothing more. A failure does not stop the run: the list pulled at the
+    start (and every opt-out since) still applies; the next pull reads what this missed.
+    """
+    while True:
+        await clock.sleep(pulls.every)
+        try:
+            report = await pull(client, account, pulls.store, sleep=clock.sleep)
+        except PullFailed as failed:
+            log.warning("opt-outs not pulled (%s); trying again later", failed.message)
+            continue
+        pulls.added += len(report.added)
+        if report.added:
+            log.info("opt-outs pulled while sending: %d new", len(report.added))
+
+
+def _api_client(target: Target, timeout: float) -> httpx.AsyncClient:
+    """A client for the few calls made around sending (lines, event log), not for sending."""
+    host = httpx.URL(target.base_url).host
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout), trust_env=not is_loopback(host), follow_redirects=False
+    )
 
 
 async def _send(
@@ -620,14 +765,16 @@ async def _send(
             history=work.history,
             sent_history=work.sent_history,
             on_progress=on_progress,
+            screen=work.screen.reason,
         )
         chat_ids = journal.chat_ids()
-        if work.claims is None:
-            return await sender.send(work.chats, work.records, chat_ids)
-        async with anyio.create_task_group() as beating:
-            beating.start_soon(_heartbeat, work.claims)
+        async with anyio.create_task_group() as beside:
+            if work.claims is not None:
+                beside.start_soon(_heartbeat, work.claims)
+            if work.pulls is not None:
+                beside.start_soon(_pull_while_sending, client, target.account, work.pulls, clock)
             result = await sender.send(work.chats, work.records, chat_ids)
-            beating.cancel_scope.cancel()
+            beside.cancel_scope.cancel()
         return result
 
 
@@ -697,6 +844,7 @@ def _preview(
     held: set[str],
     report: RunReport,
     night_at: float | None = None,
+    suppressed: int = 0,
 ) -> Preview:
     sending = {request.row for request in todo}
     statuses = Counter(row.status for row in plan.rows)
@@ -718,6 +866,7 @@ def _preview(
         changed=tuple(report.changed),
         resend_changed=report.resend_changed,
         elsewhere=len(report.elsewhere),
+        suppressed=suppressed,
         pace=report.pace,
         messages=tuple(report.preview),
         limit=report.limit,

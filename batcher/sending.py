@@ -86,6 +86,8 @@ class SendResult:
     outside: int = 0
     window_opens: datetime | None = None
     earlier: int = 0  # accepted as sent before this run (replayed by Chert)
+    # Requests not made because a recipient is on the opt-out list or a suppression file.
+    suppressed: dict[str, str] = field(default_factory=dict)  # key → why
 
 
 _SIGNAL_NAMES = {
@@ -131,8 +133,11 @@ class Sender:
         history: Mapping[str, Sequence[float]] | None = None,
         sent_history: History | None = None,
         on_progress: Callable[[Tally], None] = lambda tally: None,
+        screen: Callable[[Sequence[str]], str | None] = lambda recipients: None,
     ) -> None:
         self.caller = caller
+        # Why these recipients must not get a message now (see batcher.suppression), or None.
+        self.screen = screen
         self.journal = journal
         self.config = config
         self.uploader = uploader
@@ -291,6 +296,10 @@ class Sender:
             if not request.creates_chat and not chat.chat_id:
                 self._blocked(chat)
                 return True
+            suppressed = self.screen(request.recipients)
+            if suppressed is not None:
+                self._suppressed(chat, request, suppressed)
+                return True
             if self.config.window is not None:
                 shut = closed(self.config.window, request.recipients, self.clock.wall())
                 if shut is not None:
@@ -321,7 +330,9 @@ class Sender:
                 return True
             if result is HELD:
                 self._end(gate, request, started, counted=False)
-                continue  # the window closed while it waited for its turn: checked again above
+                # The window closed, or the recipient opted out, while it waited for its
+                # turn: both are checked again above.
+                continue
             verdict = classify(result)
             if verdict.kind is Kind.CAPACITY:
                 assert isinstance(result, Answer)
@@ -384,6 +395,12 @@ class Sender:
         self._park(self._quiet, chat, self.clock.now() + wait)
         return True
 
+    def _suppressed(self, chat: _Chat, request: Request, why: str) -> None:
+        """A recipient must not get it: no request, and the chat's remaining ones neither."""
+        self.result.suppressed[request.key] = why
+        log.info("row %d: %s; not sent", request.row, why)
+        self._blocked(chat)
+
     def _defer(self, request: Request, wait: float, refusal: Answer | None) -> None:
         """A slot beyond --max-wait (without --wait): the request ends pending until then."""
         until = self.clock.wall() + wait
@@ -426,6 +443,8 @@ class Sender:
             # is checked here too: the rate limiter's wait may have crossed its end.
             window = self.config.window
             if window is not None and closed(window, request.recipients, self.clock.wall()):
+                return HELD
+            if self.screen(request.recipients) is not None:
                 return HELD
             self.journal.intend(request.key, digest, request.row, request.step, request.chat)
             return None

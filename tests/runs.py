@@ -50,6 +50,12 @@ def stats(box: RunningSandbox) -> dict[str, Any]:
     return counters
 
 
+def posts(box: RunningSandbox) -> int:
+    """How many POSTs (sends, chat creations, uploads reserved) the sandbox was asked."""
+    logged = httpx.get(f"{box.root_url}/_sandbox/requests").json()["requests"]
+    return sum(entry["method"] == "POST" for entry in logged)
+
+
 def assert_exactly_once(box: RunningSandbox, expected: int) -> None:
     """The ledger holds `expected` deliveries and no key twice."""
     keys = Counter(message["idempotency_key"] for message in ledger(box))

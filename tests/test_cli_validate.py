@@ -166,6 +166,7 @@ SHARED_VALUES: dict[str, list[str]] = {
     "--line-daily": ["20"],
     "--template": ["{tmp}/message.txt"],
     "--template-replaces": ["Text"],
+    "--suppress": ["{tmp}/dnc.txt"],
 }
 
 
@@ -180,6 +181,7 @@ def test_every_shared_option_is_carried_to_run(tmp_path: Path) -> None:
     assert shared - {"--json", "--preview"} == set(SHARED_VALUES)
     path = write_xlsx(tmp_path / "in.xlsx", WORLDWIDE, sheet="Leads")
     (tmp_path / "message.txt").write_text("Hello", encoding="utf-8")
+    (tmp_path / "dnc.txt").write_text("+14155559999\n", encoding="utf-8")
     given = {
         option: [value.format(tmp=tmp_path) for value in values]
         for option, values in SHARED_VALUES.items()

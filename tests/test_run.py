@@ -74,8 +74,9 @@ def test_sends_every_row_once_and_reruns_send_nothing(box: RunningSandbox, tmp_p
     )
     assert fed_back.sent_now == 0
     assert statuses(tmp_path / "again.csv") == ["sent"] * 30
-    # The messages, and the first run's one look at the account's lines.
-    assert stats(box)["requests"] == 31
+    # The messages, and the first run's pull of opt-outs and one look at the account's
+    # lines: the reruns, with nothing to send, make no request at all.
+    assert stats(box)["requests"] == 32
     assert_exactly_once(box, 30)
 
 
@@ -225,8 +226,8 @@ def test_wrong_secret_stops_at_once_with_exit_3(
     assert "Chert refused the credentials (2004" in done.stdout
     assert "check CHERT_SIGNING_SECRET" in done.stdout.replace("Check", "check")
     assert "Zq-not-the-secret" not in done.stdout + done.stderr  # not even in -vv logs
-    assert "HTTP Request: POST" in done.stderr
-    assert stats(box)["requests"] <= 1 + 8  # the look at the lines, then one batch at most
+    assert "HTTP Request: GET" in done.stderr
+    assert stats(box)["requests"] == 1  # the pull of opt-outs, refused: nothing else
     assert ledger(box) == []
 
 

@@ -69,7 +69,9 @@ def test_rows_from_a_line_the_account_does_not_list_fail_unsent(tmp_path: Path) 
         "lines); not sent. Check --from or the From column"
     )
     assert rows[1]["idempotency_key"].startswith("cb1-")
-    assert seen == [("GET", "/api/v1/phone-numbers", 200)] + [("POST", "/api/v1/chats", 200)] * 3
+    # The pull of opt-outs, the one look at the lines, the sends.
+    lines = [("GET", "/api/v1/events", 200), ("GET", "/api/v1/phone-numbers", 200)]
+    assert seen == lines + [("POST", "/api/v1/chats", 200)] * 3
     assert report.barred == {LINE_B: Barred.UNKNOWN}
     assert (report.sent_now, report.exit_code) == (3, 1)
 
@@ -87,7 +89,7 @@ def test_rows_from_an_inactive_line_wait_and_a_rerun_sends_them(tmp_path: Path) 
         "row from another line), then run again"
     )
     assert rows[1]["error_code"] == ""
-    assert [method for method, _, _ in seen] == ["GET", "POST", "POST"]
+    assert [method for method, _, _ in seen] == ["GET", "GET", "POST", "POST"]
     assert all(status == 200 for _, _, status in seen)
     with running_sandbox(SandboxConfig(lines=(LINE_A, LINE_B))) as activated:
         again = run_in_process(activated, path)

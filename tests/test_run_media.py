@@ -236,7 +236,7 @@ def test_media_host_is_looked_up_only_when_sending(box: RunningSandbox, tmp_path
     assert row["status"] == "failed"
     assert row["error_message"].startswith("the host 'media.invalid' cannot be looked up (")
     assert report.exit_code == 1
-    assert stats(box)["requests"] == 1  # the one look at the account's lines, no send
+    assert stats(box)["requests"] == 2  # the pull of opt-outs, the look at the lines, no send
     assert ledger(box) == []
 
 
