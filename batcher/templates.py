@@ -56,6 +56,11 @@ class TemplateError(ValueError):
     """A cell's braces do not form whole placeholders: says where, and what to write."""
 
 
+# A placeholder name's match key: a sheet names the same few columns in every row, and a
+# row's text is parsed anew whenever it differs from the others (a number in it, say).
+_name_key = lru_cache(maxsize=1024)(header_key)
+
+
 def has_braces(text: str) -> bool:
     """Whether a text may hold placeholders (or stray braces): the cheap test first."""
     return "{{" in text or "}}" in text
@@ -82,7 +87,7 @@ def parse(text: str) -> Template:
         if match.start() > position:
             pieces.append(text[position : match.start()])
         pieces.append(
-            Placeholder(name, None if fallback is None else fallback.strip(), header_key(name))
+            Placeholder(name, None if fallback is None else fallback.strip(), _name_key(name))
         )
         starts.add(match.start())
         ends.add(match.end() - 2)
@@ -184,7 +189,7 @@ def missing_placeholders(
         for name in placeholder_names(text):
             key = names.get(name)
             if key is None:
-                key = names[name] = header_key(name)
+                key = names[name] = _name_key(name)
             if key in keys:
                 continue
             rows = missing.setdefault(by_key.setdefault(key, name), [])
