@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -32,6 +32,8 @@ PROOF_KEY_PREFIX = "cb1proof-"
 # Built once: json.dumps() with options builds a new encoder on every call. The key
 # material is made fresh for each key, so it cannot hold a cycle worth checking for.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+# How _CANONICAL writes a string (ensure_ascii=False): derive_key writes its array by hand.
+_QUOTE: Callable[[str], str] = json.encoder.encode_basestring
 _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
 
 ContentId = tuple[str, tuple[str, ...], str, tuple[Part, ...], str]
@@ -135,17 +137,19 @@ def derive_key(
     The material is a JSON array with a fixed place for each field: canonical without
     sorting keys, and cheaper to encode than an object (there is one key per request).
     """
-    material = [
-        campaign,
-        message.sender,
-        message.recipients,  # sorted by validation
-        message.subject,
-        message.chat_id,
-        [[part.type, part.value] for part in parts],
-        step,
-        occurrence,
-    ]
-    return _hashed(KEY_PREFIX, material)
+    # The JSON array [campaign, sender, recipients (sorted by validation), subject, chat id,
+    # [[type, value], ...], step, occurrence], written out here exactly as _CANONICAL
+    # encodes it (its own string encoder, the same separators; a test holds the two
+    # together): one f-string, at a fraction of the encoder's cost for every request.
+    quote = _QUOTE
+    canonical = (
+        f"[{quote(campaign)},{quote(message.sender)},"
+        f"[{','.join(map(quote, message.recipients))}],"
+        f"{quote(message.subject)},{quote(message.chat_id)},"
+        f"[{','.join([f'[{quote(part.type)},{quote(part.value)}]' for part in parts])}],"
+        f"{step},{occurrence}]"
+    )
+    return _digest(KEY_PREFIX, canonical)
 
 
 def proof_key(*, campaign: str, sender: str, number: str, parts: Sequence[Part]) -> str:
@@ -161,7 +165,10 @@ def proof_key(*, campaign: str, sender: str, number: str, parts: Sequence[Part])
 
 def _hashed(prefix: str, material: list[Any]) -> str:
     """The one key format: a prefix, then 32 hex digits of sha256 over canonical JSON."""
-    canonical = _CANONICAL.encode(material)
+    return _digest(prefix, _CANONICAL.encode(material))
+
+
+def _digest(prefix: str, canonical: str) -> str:
     return prefix + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 

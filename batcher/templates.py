@@ -56,6 +56,11 @@ class TemplateError(ValueError):
     """A cell's braces do not form whole placeholders: says where, and what to write."""
 
 
+# A placeholder name's match key: a sheet names the same few columns in every row, and a
+# row's text is parsed anew whenever it differs from the others (a number in it, say).
+_name_key = lru_cache(maxsize=1024)(header_key)
+
+
 def has_braces(text: str) -> bool:
     """Whether a text may hold placeholders (or stray braces): the cheap test first."""
     return "{{" in text or "}}" in text
@@ -82,14 +87,18 @@ def parse(text: str) -> Template:
         if match.start() > position:
             pieces.append(text[position : match.start()])
         pieces.append(
-            Placeholder(name, None if fallback is None else fallback.strip(), header_key(name))
+            Placeholder(name, None if fallback is None else fallback.strip(), _name_key(name))
         )
         starts.add(match.start())
         ends.add(match.end() - 2)
         position = match.end()
     if position < len(text):
         pieces.append(text[position:])
-    _check_strays(text, starts, ends)
+    # Names and fallbacks hold no brace: when every brace is a placeholder's own, no pair
+    # can be a stray, and the search for them is skipped (the common case, every row).
+    braces = 2 * len(starts)
+    if text.count("{") != braces or text.count("}") != braces:
+        _check_strays(text, starts, ends)
     return Template(
         tuple(pieces), tuple(piece for piece in pieces if isinstance(piece, Placeholder))
     )
@@ -114,6 +123,8 @@ def clean_value(value: str) -> str:
     Non-breaking spaces become plain ones; zero-width spaces, word joiners and BOMs
     go; zero-width joiners go only at the ends. Nothing else changes.
     """
+    if value.isascii():  # none of those characters: the common case, at a strip's cost
+        return value.strip()
     value = _INVISIBLE.sub("", value.translate(_NO_BREAK))
     return value.strip().strip(_EDGE_JOINERS).strip()
 
@@ -171,11 +182,14 @@ def missing_placeholders(
     keys = column_keys(headers)
     missing: dict[str, list[int]] = {}
     by_key: dict[str, str] = {}
+    names: dict[str, str] = {}  # name → its key: a sheet repeats a few names in every row
     for row, text in cells:
         if not has_braces(text):
             continue
         for name in placeholder_names(text):
-            key = header_key(name)
+            key = names.get(name)
+            if key is None:
+                key = names[name] = _name_key(name)
             if key in keys:
                 continue
             rows = missing.setdefault(by_key.setdefault(key, name), [])

@@ -197,7 +197,10 @@ class RowValidator:
             wide = self._beyond_header(row.number, cells)
             if wide is not None:
                 return wide
-        if "\x00" in "".join(cells):
+        # One search over the whole row for every character a text may not hold (NUL among
+        # them): a row with none (nearly every one) needs no per-part search for them.
+        controlled = _CONTROL.search("".join(cells)) is not None
+        if controlled and "\x00" in "".join(cells):
             return self._nul(row.number, cells)
         if len(cells) < self.width:  # a short CSV line: the cells it lacks are empty
             cells += ("",) * (self.width - len(cells))
@@ -212,7 +215,7 @@ class RowValidator:
         rendered = self._render(row.number, cells)
         if isinstance(rendered, Problem):
             return rendered
-        found = self._parts(row.number, cells, rendered)
+        found = self._parts(row.number, cells, rendered, controlled)
         if isinstance(found, Problem):
             return found
         parts, part_columns = found
@@ -222,11 +225,17 @@ class RowValidator:
             else self._text(cells, columns.subject)
         )
         if subject:
-            unsendable = self._unsendable(row.number, columns.subject, subject, "subject")
+            unsendable = self._unsendable(
+                row.number, columns.subject, subject, "subject", controlled or bool(rendered)
+            )
             if unsendable is not None:
                 return unsendable
-        keys = tuple(self._text(cells, columns.idempotency_key).split())
-        if columns.is_results_sheet and all(DERIVED_KEY.fullmatch(key) for key in keys):
+        keys = (
+            ()
+            if columns.idempotency_key is None
+            else tuple(self._text(cells, columns.idempotency_key).split())
+        )
+        if keys and columns.is_results_sheet and all(DERIVED_KEY.fullmatch(key) for key in keys):
             keys = ()  # written by an earlier run: derive again, so a fixed row gets a fresh key
         return Message(
             row.number,
@@ -252,7 +261,13 @@ class RowValidator:
         return value.strip()
 
     def _text(self, cells: tuple[str, ...], index: int | None) -> str:
-        return "" if index is None else self.clean(cells[index])
+        """`clean` of a cell, "" for a column the sheet lacks (clean inlined: every cell)."""
+        if index is None:
+            return ""
+        value = cells[index]
+        if self.unescape and value[:1] == "'":
+            value = unescape_csv_cell(value)
+        return value.strip()
 
     def _problem(
         self, number: int, index: int | None, value: str, code: int, message: str
@@ -344,9 +359,15 @@ class RowValidator:
             "file again from the program that made it.",
         )
 
-    def _unsendable(self, number: int, index: int | None, value: str, kind: str) -> Problem | None:
-        """A text that must not be sent as it is: a control character in it, or too long."""
-        control = _CONTROL.search(value)
+    def _unsendable(
+        self, number: int, index: int | None, value: str, kind: str, controlled: bool = True
+    ) -> Problem | None:
+        """A text that must not be sent as it is: a control character in it, or too long.
+
+        `controlled` False says the row's cells hold no control character, so that a value
+        taken from them cannot either.
+        """
+        control = _CONTROL.search(value) if controlled else None
         if control is not None:
             return self._problem(
                 number,
@@ -384,7 +405,7 @@ class RowValidator:
                 1001,
                 "no sender. Fill in the sending line, or pass --from for all rows.",
             )
-        if index is not None and (number, index) in self.scientific:
+        if self.scientific and index is not None and (number, index) in self.scientific:
             return self._problem(number, index, raw, 1003, self._untrusted_number(raw))
         phone = self.senders[raw]
         if phone.problem:
@@ -405,7 +426,7 @@ class RowValidator:
             cell = self._text(cells, index)
             if not cell:
                 continue
-            if (number, index) in self.scientific:
+            if self.scientific and (number, index) in self.scientific:
                 return self._problem(number, index, cell, 1003, self._untrusted_number(cell))
             verdict = self.recipient_cells.get(cell)
             if verdict is None:
@@ -447,15 +468,18 @@ class RowValidator:
         return tuple(sorted(found))
 
     def _parts(
-        self, number: int, cells: tuple[str, ...], rendered: dict[int, str]
+        self, number: int, cells: tuple[str, ...], rendered: dict[int, str], controlled: bool
     ) -> tuple[tuple[Part, ...], tuple[str, ...]] | Problem:
         parts: list[Part] = []
         names: list[str] = []
         for kind, index, name in self.parts:
-            value = rendered[index] if index in rendered else self._text(cells, index)
+            if index in rendered:  # rendered: it may hold the --template's own text
+                value, checked = rendered[index], True
+            else:
+                value, checked = self._text(cells, index), controlled
             if not value:
                 continue
-            unsendable = self._unsendable(number, index, value, kind)
+            unsendable = self._unsendable(number, index, value, kind, checked)
             if unsendable is not None:
                 return unsendable
             if kind == "rich_link" and not _WEB_ADDRESS.fullmatch(value):

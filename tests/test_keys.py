@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pytest
@@ -60,3 +61,25 @@ def test_row_number_and_own_keys_are_not_in_the_key() -> None:
     """Where a row sits, and what else it carries, does not change its content's key."""
     moved = MESSAGE._replace(row=99, keys=("k",), part_columns=("Text", "Link"))
     assert derive_key(**{**BASE, "message": moved}) == derive_key(**BASE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        'say "hi"',
+        "back\\slash and /slash",
+        "tab\tnew line\nCR\r",
+        "\x00\x01\x1f\x7f\x9f",
+        "Grüße, 你好 👋 \u200b\u2028\u2029",
+        '[1,2]{"a":1}',
+    ],
+)
+def test_the_key_is_the_canonical_json_of_its_content(text: str) -> None:
+    """derive_key writes its JSON array by hand: it is the one the JSON encoder writes."""
+    message = MESSAGE._replace(sender=text, recipients=(text, "+1" + text), subject=text)
+    parts = (Part("text", text), Part("media", text))
+    material = ["c" + text, text, [text, "+1" + text], text, "", [["text", text], ["media", text]]]
+    canonical = json.dumps([*material, 2, 7], separators=(",", ":"), ensure_ascii=False)
+    key = derive_key(campaign="c" + text, message=message, parts=parts, step=2, occurrence=7)
+    assert key == KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:32]

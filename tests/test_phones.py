@@ -247,7 +247,7 @@ def lookups(book: PhoneBook) -> dict[str, Phone]:
 
 @pytest.mark.parametrize("sender", [False, True])
 def test_book_with_a_helper_process(parallel: list[str], sender: bool) -> None:
-    """The helper works out the first texts while the book does the rest: same verdicts."""
+    """The helper works out the texts (here, any it is not given): the same verdicts."""
     with PhoneBook("US", sender=sender) as book:
         book.expect([*MANY, *MANY])
         assert parallel == MANY[HELPERS_PART:]  # the last ones, here

@@ -168,6 +168,34 @@ def test_control_character_in_subject_is_refused(tmp_path: Path) -> None:
     assert "U+0007" in problem.message
 
 
+@pytest.mark.parametrize(
+    ("sheet", "template", "refused"),
+    [
+        # The row's cells are searched once for controls: each way one reaches a part.
+        (f"To,Name,Text\n{SAM},Sam\x07,Hi {{{{Name}}}}\n", "", "Text"),
+        (f"To,Name\n{SAM},Sam\n", "Hi {{Name}}\x07", "--template"),
+        (f"To,Name\n{SAM},Sam\x1b\n", "Hi {{Name}}", "--template"),
+        (f"To,Notes,Text\n{SAM},a\x07b,hi\n", "", ""),  # a column not sent: no matter
+    ],
+)
+def test_control_characters_wherever_they_come_from(
+    tmp_path: Path, sheet: str, template: str, refused: str
+) -> None:
+    """A control character reaching a part by a placeholder or --template is refused too."""
+    path = raw_csv(tmp_path / "in.csv", sheet)
+    options = JobOptions(path=path, default_sender=LINE_A)
+    if template:
+        (tmp_path / "t.txt").write_text(template, encoding="utf-8")
+        options = JobOptions(path=path, default_sender=LINE_A, template=tmp_path / "t.txt")
+    [row] = prepare(options).plan.rows
+    if not refused:
+        assert row.status is Status.PENDING
+        return
+    assert row.problem is not None
+    assert (row.problem.column.split(" ")[0], row.problem.code) == (refused, 1002)
+    assert "control character" in row.problem.message
+
+
 def long_sheet(tmp_path: Path, rows: list[list[Cell]]) -> Path:
     """A CSV handoff file with long cells, quoted as a spreadsheet writes them."""
     path = tmp_path / "in.csv"
