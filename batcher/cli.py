@@ -697,13 +697,9 @@ def run(
                 box = stack.enter_context(_sandbox_from(kept))
                 redactor.hide(box.secret)
                 adopt_library_loggers()  # uvicorn has just given its loggers handlers
-                mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
-                target = Target(
-                    box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox"
-                )
+                target = sandbox_target(box, auth)
             else:
-                url = check_base_url(base_url)
-                target = Target(url, _credentials(auth, tenant), label=url)
+                target = account_target(base_url, auth, tenant)
 
             def confirm(preview: Preview) -> bool:
                 nonlocal sending
@@ -758,6 +754,18 @@ def _check_proof_options(proof: str | None, count: int | None, limit: int | None
                 hint="Send the proof first, then run with --limit (or without --proof).",
             )
         )
+
+
+def sandbox_target(box: RunningSandbox, auth: str) -> Target:
+    """The account of a sandbox this command started: its secret and tenant, `--auth`'s mode."""
+    mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
+    return Target(box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox")
+
+
+def account_target(base_url: str, auth: str, tenant: str | None) -> Target:
+    """The account the options name: the base URL checked, the secret from the environment."""
+    url = check_base_url(base_url)
+    return Target(url, _credentials(auth, tenant), label=url)
 
 
 def _sandbox_from(state_file: Path) -> AbstractContextManager[RunningSandbox]:

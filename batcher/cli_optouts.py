@@ -17,7 +17,6 @@ import click
 from batcher.audience import bad_numbers, read_numbers
 from batcher.cli import (
     RegionType,
-    _credentials,
     _fail,
     _InOrder,
     _sandbox_wins_over,
@@ -25,9 +24,10 @@ from batcher.cli import (
     _Stop,
     _stop_signals_raise,
     account_options,
+    account_target,
     main,
+    sandbox_target,
 )
-from batcher.client import AuthMode, Credentials, check_base_url
 from batcher.errors import BatchError, InputError, UsageError
 from batcher.optouts import BY_HAND, OptOut, OptOuts, PullReport, now_iso, pull_account
 from batcher.phones import normalize_phone
@@ -165,12 +165,10 @@ def pull(auth: str, tenant: str | None, base_url: str, use_sandbox: bool, as_jso
             if use_sandbox:
                 from batcher.sandbox import running_sandbox
 
-                box = stack.enter_context(running_sandbox())
-                mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
-                url, credentials = box.base_url, Credentials(box.secret, mode, box.tenant)
+                target = sandbox_target(stack.enter_context(running_sandbox()), auth)
             else:
-                url, credentials = check_base_url(base_url), _credentials(auth, tenant)
-            report = pull_account(url, credentials)
+                target = account_target(base_url, auth, tenant)
+            report = pull_account(target.base_url, target.credentials)
     except BatchError as error:
         _fail(error)
         return

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from batcher.cli import (
-    _credentials,
     _fail,
     _sandbox_from,
     _sandbox_wins_over,
@@ -25,13 +24,13 @@ from batcher.cli import (
     _width,
     _Worded,
     account_options,
+    account_target,
     main,
+    sandbox_target,
 )
-from batcher.client import AuthMode, Credentials, check_base_url
 from batcher.errors import BatchError, UsageError
 from batcher.journal import default_journal
 from batcher.render import plural
-from batcher.running import Target
 from batcher.status import Stage, StatusOptions, StatusReport, percent, status_file
 
 FUNNEL = (
@@ -124,14 +123,9 @@ def status(
                         "--sandbox to read from the account.",
                     )
                 with _sandbox_from(kept) as box:
-                    mode: AuthMode = "hmac" if auth == "hmac" else "bearer"
-                    target = Target(
-                        box.base_url, Credentials(box.secret, mode, box.tenant), label="sandbox"
-                    )
-                    report = status_file(options, target)
+                    report = status_file(options, sandbox_target(box, auth))
             else:
-                url = check_base_url(base_url)
-                report = status_file(options, Target(url, _credentials(auth, tenant), label=url))
+                report = status_file(options, account_target(base_url, auth, tenant))
     except BatchError as error:
         _fail(error)
         return
