@@ -305,6 +305,12 @@ def _cyclic_gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # Everything allocated meanwhile sits in the youngest generation: the first
+        # collection after enabling would walk all of it (0.12 s for 100,000 rows). A
+        # freeze and unfreeze moves it to the oldest one at once, where it is walked
+        # only when that generation is next collected in full, as any long-lived data is.
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()
 
