@@ -16,8 +16,7 @@ from pathlib import Path
 from batcher.columns import column_name, is_recipients_header, looks_like_data
 from batcher.errors import InputError
 from batcher.loading import SheetRow, load_sheet
-from batcher.phones import normalize_phone
-from batcher.validation import split_recipients
+from batcher.phones import normalize_phone, split_recipients
 
 # Bad numbers listed in one error before "and N more".
 SHOWN_BAD = 10

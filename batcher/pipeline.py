@@ -34,6 +34,7 @@ from batcher.model import (
     api_text,
 )
 from batcher.optouts import read_entries
+from batcher.phones import PhoneBook
 from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
 from batcher.preview import PREVIEW_COUNT, Shown, first_rows, json_preview, shown_row
 from batcher.results import default_output, write_results, write_rows
@@ -439,6 +440,19 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
             hint="Add --template FILE, or drop --template-replaces.",
         )
     template = read_template(options.template) if options.template is not None else ""
+    # A large workbook's numbers are worked out by a helper while the sheet is read.
+    book = PhoneBook(options.region)
+    book.read_ahead(options.path)
+    try:
+        return _opened(options, template, book)
+    except BaseException:
+        book.close()
+        raise
+
+
+def _opened(
+    options: JobOptions, template: str, book: PhoneBook
+) -> tuple[Sheet, ColumnMap, RowValidator]:
     sheet = load_sheet(options.path, options.sheet)
     where = f"{options.path}" + (f", sheet {sheet.sheet_name!r}" if sheet.sheet_name else "")
     columns = map_columns(
@@ -478,6 +492,7 @@ def _open(options: JobOptions) -> tuple[Sheet, ColumnMap, RowValidator]:
         escaped=escaped,
         delimiter=delimiter,
         formats_problem=sheet.formats_problem,
+        recipients=book,
     )
     return sheet, columns, validator
 

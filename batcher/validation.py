@@ -18,7 +18,7 @@ from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
 from batcher.model import Part, PartType, Problem
-from batcher.phones import RETYPE, PhoneBook
+from batcher.phones import RETYPE, PhoneBook, split_recipients
 from batcher.templates import Empty, TemplateError, column_keys, has_braces, parse, render
 
 MAX_RECIPIENTS = 31
@@ -31,8 +31,6 @@ MAX_PART_CHARS = 10_000
 # What a text may not hold: C0 controls but tab, new line and CR; DEL; the C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
-# With their full-width forms and the ideographic comma, as an East Asian keyboard types them.
-_RECIPIENT_SEPARATORS = re.compile(r"[;,|\r\n\uff1b\uff0c\uff5c\u3001]+")
 _WEB_ADDRESS = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+\S*", re.IGNORECASE)
 # Keys chert-batch derives itself: a version prefix and 32 hex digits (see batcher.planning).
 DERIVED_KEY = re.compile(r"cb1-[0-9a-f]{32}")
@@ -122,6 +120,7 @@ class RowValidator:
         escaped: bool = False,
         delimiter: str = "",
         formats_problem: str = "",
+        recipients: PhoneBook | None = None,
     ) -> None:
         self.columns = columns
         self.rules = rules
@@ -149,7 +148,8 @@ class RowValidator:
         # Verdicts by text (after clean): senders' and recipients' numbers, and each
         # recipients cell's sorted distinct numbers or its first bad number.
         self.senders = PhoneBook(rules.region, sender=True)
-        self.recipients = PhoneBook(rules.region)
+        # Given, it may be reading the numbers ahead already (PhoneBook.read_ahead).
+        self.recipients = recipients or PhoneBook(rules.region)
         self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
         # Each distinct media cell checked once; what files and URLs need uploading, by ref.
         self.media_cells: dict[str, Media | MediaProblem] = {}
@@ -179,8 +179,10 @@ class RowValidator:
         if columns.sender is not None:
             senders = self._distinct(rows, (columns.sender,))
             self.senders.expect(text for text in (*senders, self.rules.default_sender) if text)
+        if self.recipients.reading_ahead:
+            return  # its helper found them already
         cells = self._distinct(rows, columns.recipients)
-        self._pieces = {cell: _split_recipients(cell) for cell in cells}
+        self._pieces = {cell: split_recipients(cell) for cell in cells}
         self.recipients.expect(text for texts in self._pieces.values() for text in texts)
 
     def _distinct(self, rows: list[SheetRow], indexes: tuple[int, ...]) -> list[str]:
@@ -458,7 +460,7 @@ class RowValidator:
         """The cell's numbers, sorted and without repeats, or the first bad one."""
         texts = self._pieces.pop(cell, None)
         if texts is None:
-            texts = _split_recipients(cell)
+            texts = split_recipients(cell)
         found: set[str] = set()
         for text in texts:
             phone = self.recipients[text]
@@ -553,11 +555,6 @@ def _excerpt(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _split_recipients(cell: str) -> list[str]:
-    """The numbers written in one recipients cell, in order (separators: ; , | newlines)."""
-    return [text for text in (raw.strip() for raw in _RECIPIENT_SEPARATORS.split(cell)) if text]
-
-
 def _unreadable_format(problem: str) -> str:
     return (
         f"the cell is a number, and {problem}, so whether the spreadsheet shows it in "
@@ -571,8 +568,3 @@ def _scientific_cell(shown: str) -> str:
         f"the cell is formatted as scientific ({shown}), so the spreadsheet has already "
         f"rounded away digits and the real number cannot be recovered. {RETYPE}"
     )
-
-
-def split_recipients(cell: str) -> list[str]:
-    """The numbers written in one recipients cell: suppression files split theirs alike."""
-    return _split_recipients(cell)

@@ -12,9 +12,10 @@ import pytest
 from batcher import phones
 from batcher.model import Problem
 from batcher.phones import Phone, PhoneBook, normalize_phone
-from batcher.pipeline import JobOptions, prepare
+from batcher.pipeline import JobOptions, prepare, validate_file
+from batcher.workbook import likely_numbers
 from tests.runs import LINE_A as LINE
-from tests.sheets import write_csv
+from tests.sheets import Cell, write_csv, write_xlsx
 
 SAM = "+14155551234"
 
@@ -322,3 +323,140 @@ def test_few_texts_stay_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     with PhoneBook("US") as book:
         book.expect(MANY)
         assert lookups(book) == alone(MANY)
+
+
+# A sheet read ahead: shared strings (openpyxl writes them), numeric cells, group cells,
+# and cells that are no numbers at all.
+NUMBERED: list[list[Cell]] = [
+    [LINE, f"+1 415 555 {n:04d}", f"order #{n}"] for n in range(1200, 1230)
+]
+AHEAD_ROWS: list[list[Cell]] = [
+    ["From", "To", "Text"],
+    *NUMBERED,
+    [LINE, "(415) 555-2671; +44 20 7946 0958", "a group"],
+    [LINE, 14155553390, "a numeric cell"],
+    [LINE, "415-555-12", "a bad number"],
+    [LINE, "Grüße ☕", "not a number"],
+    [LINE, "tel:+1-628-555-2147", "a tel: link"],
+]
+AHEAD_FOUND = [
+    "+15555550100",
+    *(f"+1 415 555 {n:04d}" for n in range(1200, 1230)),
+    "(415) 555-2671",
+    "+44 20 7946 0958",
+    "415-555-12",
+    "tel:+1-628-555-2147",
+    "14155553390",
+]
+
+
+@pytest.fixture
+def reading(monkeypatch: pytest.MonkeyPatch, parallel: list[str]) -> list[str]:
+    """Any workbook is read ahead, as if it were large; the list is what this process
+    worked out itself."""
+    monkeypatch.setattr(phones, "READ_AHEAD_FROM", 0)
+    return parallel
+
+
+def finished(book: PhoneBook) -> None:
+    """Wait for a book's helper to answer everything and stop."""
+    assert book._helper is not None
+    book._helper.wait()
+    assert book._reader is not None
+    book._reader.join()
+
+
+def test_likely_numbers_in_a_workbook(tmp_path: Path) -> None:
+    """Shared strings first, then numeric cells; the texts, not what they mean."""
+    path = write_xlsx(tmp_path / "in.xlsx", AHEAD_ROWS)
+    found = list(likely_numbers(path))
+    assert found[0] == LINE
+    assert set(found) == {
+        *(text for text in AHEAD_FOUND if text not in {"(415) 555-2671", "+44 20 7946 0958"}),
+        "(415) 555-2671; +44 20 7946 0958",  # a whole cell: the reader splits it
+    }
+
+
+def test_book_reading_ahead(tmp_path: Path, reading: list[str]) -> None:
+    """The helper finds the workbook's numbers itself: the same verdicts, none worked out
+    here, and what it did not find (a non-number) is worked out when looked up."""
+    path = write_xlsx(tmp_path / "in.xlsx", AHEAD_ROWS)
+    with PhoneBook("US") as book:
+        book.read_ahead(path)
+        assert book.reading_ahead
+        book.expect(AHEAD_FOUND)  # nothing to do: the helper has them
+        finished(book)
+        assert {text: book[text] for text in AHEAD_FOUND} == alone(AHEAD_FOUND)
+        assert reading == []
+        assert book["Grüße ☕"] == normalize_phone("Grüße ☕", "US")
+        assert reading == ["Grüße ☕"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import sys; sys.exit(3)",  # fails at once
+        "print('not json')",  # answers nonsense
+        'print(\'[["+14155551200", ""]]\')',  # answers pairs, not triples
+        'print(\'[["+1 415 555 1200", 1, ""]]\')',  # answers a number for a text
+        "import time; time.sleep(60)",  # never answers
+    ],
+)
+def test_book_when_the_reader_fails(
+    tmp_path: Path, reading: list[str], monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    """Whatever goes wrong with the reading helper, the verdicts are the same."""
+    monkeypatch.setattr(phones, "_READER_CODE", code)
+    path = write_xlsx(tmp_path / "in.xlsx", AHEAD_ROWS)
+    started = time.monotonic()
+    with PhoneBook("US") as book:
+        book.read_ahead(path)
+        helper = book._helper
+        assert helper is not None
+        time.sleep(0.2)  # give it time to fail
+        assert {text: book[text] for text in AHEAD_FOUND} == alone(AHEAD_FOUND)
+    assert helper.poll() is not None  # stopped
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("content", [b"From,To\n", b"PK\x03\x04 not really a zip", b""])
+def test_no_reading_ahead_of_what_is_no_workbook(
+    tmp_path: Path, reading: list[str], content: bytes
+) -> None:
+    """A file that is no zip starts no helper: its numbers are worked out as before."""
+    path = tmp_path / "in.xlsx"
+    path.write_bytes(content)
+    with PhoneBook("US") as book:
+        book.read_ahead(path)
+        assert book._helper is None
+        assert not book.reading_ahead
+
+
+def test_small_workbooks_are_not_read_ahead(tmp_path: Path, parallel: list[str]) -> None:
+    """Below READ_AHEAD_FROM bytes of sheet XML, no helper is started for a workbook."""
+    path = write_xlsx(tmp_path / "in.xlsx", AHEAD_ROWS)
+    with PhoneBook("US") as book:
+        book.read_ahead(path)
+        assert book._helper is None
+
+
+def test_validate_reading_ahead_writes_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workbook validated with its numbers read ahead gets the same results sheet."""
+    path = write_xlsx(tmp_path / "in.xlsx", AHEAD_ROWS)
+    plain = validate_file(JobOptions(path=path, out=tmp_path / "plain.csv"))
+    monkeypatch.setattr(phones, "READ_AHEAD_FROM", 0)
+    monkeypatch.setattr(phones, "_usable_cpus", lambda: 2)
+    started: list[PhoneBook] = []
+    read_ahead = PhoneBook.read_ahead
+
+    def spy(book: PhoneBook, path: Path) -> None:
+        read_ahead(book, path)
+        started.append(book)
+
+    monkeypatch.setattr(PhoneBook, "read_ahead", spy)
+    ahead = validate_file(JobOptions(path=path, out=tmp_path / "ahead.csv"))
+    assert [book.reading_ahead for book in started] == [True]
+    assert (tmp_path / "ahead.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    assert ahead.exit_code == plain.exit_code == 1
