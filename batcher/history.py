@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 from batcher.errors import OutputError
 from batcher.home import BUSY_TIMEOUT_SECONDS, HISTORY, HOME_ENV
+from batcher.journal import iso_z
 from batcher.planning import Request
 
 log = logging.getLogger("batcher.history")
@@ -72,11 +72,6 @@ class Sent(NamedTuple):
     chat_id: str
     message_id: str
     trace_id: str
-
-
-def iso_z(wall: float) -> str:
-    """A wall time as the history and the journal write it: ISO-8601 UTC, seconds, Z."""
-    return datetime.fromtimestamp(int(wall), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class History:

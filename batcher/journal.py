@@ -96,12 +96,17 @@ def body_digest(body: bytes) -> str:
 
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with a Z, to the second."""
-    return _iso_second(int(time.time()))
+    return iso_z(time.time())
+
+
+def iso_z(wall: float) -> str:
+    """A wall time as the journal and the send history write it: ISO-8601 UTC, seconds, Z."""
+    return _iso_second(int(wall))
 
 
 @lru_cache(maxsize=4)
 def _iso_second(second: int) -> str:
-    # Formatted once per second: the journal asks for it on every state change.
+    # Formatted once per second: asked for on every state change and every sent request.
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
