@@ -122,6 +122,27 @@ class Caller:
     async def call(self, call: Call) -> Answer | Unanswered:
         """Make a call, paced, and again where that is safe and useful, within the policy."""
         started = self.clock.now()
+        first = await self._attempt(call)
+        if (
+            first is STOPPED
+            or first is HELD
+            or self.stopping
+            or classify(first).kind is not Kind.RETRY
+        ):
+            # Most calls end at their first attempt: they need no retry machinery at all,
+            # which costs about 5 % of a request's CPU (tenacity's state, futures, closures).
+            return first
+        return await self._retried(call, first, started)
+
+    async def _retried(
+        self, call: Call, first: Answer | Unanswered, started: float
+    ) -> Answer | Unanswered:
+        """The retries of a call whose first attempt (already made) is worth another."""
+        made = [first]  # tenacity's first attempt is that one: numbers, waits and logs match
+
+        async def attempt(call: Call) -> Answer | Unanswered:
+            return made.pop() if made else await self._attempt(call)
+
         counted = 0  # attempts that count against the policy (not rate-limited ones)
 
         def again(state: RetryCallState) -> bool:
@@ -169,7 +190,7 @@ class Caller:
             before_sleep=logged,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else STOPPED,
         )
-        result: Answer | Unanswered = await retrying(self._attempt, call)
+        result: Answer | Unanswered = await retrying(attempt, call)
         return result
 
     async def _attempt(self, call: Call) -> Answer | Unanswered:

@@ -29,8 +29,12 @@ class SystemClock:
     """The real clock: the event loop's monotonic time and the system's wall time."""
 
     def now(self) -> float:
-        """The event loop's monotonic time (anyio's, so it matches its timeouts)."""
-        return anyio.current_time()
+        """The system's monotonic time, which is asyncio's event-loop time.
+
+        Not anyio.current_time(): it looks the running backend up on every call (2 % of
+        a request's CPU when sending), and only differences of `now` are ever used.
+        """
+        return time.monotonic()
 
     def wall(self) -> float:
         """The system's wall time."""

@@ -13,21 +13,26 @@ home's `history.sqlite` (beside the claims, see batcher.home), per account, and 
   whose new id would make the API refuse the key as "used with a different body".
 
 Several runs use the file at once: WAL, a busy timeout, and one short transaction
-per write. One connection per run, kept open: a write per sent request costs a few
-tens of microseconds (see bench/send.py).
+per write. One connection per run, kept open. A run shares what it sent in batches
+(`share`, one transaction for many entries: a few microseconds each, where a
+transaction per entry cost 25-50): each entry is first written into the run's journal,
+in the commit that records the request as sent (its outbox, see batcher.journal), and
+taken out of it once shared. So a run killed in between leaves it in its journal, and
+`salvage` puts it into the history when another run takes over the dead run's claims
+(before that run reads the history), or the journal's own rerun shares it at the start.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from batcher.errors import OutputError
 from batcher.home import BUSY_TIMEOUT_SECONDS, HISTORY, HOME_ENV
+from batcher.journal import SHARED_COLUMNS, Shared, iso_z, unshared_of
 from batcher.planning import Request
 
 log = logging.getLogger("batcher.history")
@@ -58,6 +63,10 @@ _SCHEMA = (
 )
 # SQLite's default limit on the parameters of one statement is 999 (older builds).
 _CHUNK = 500
+_SHARE = (
+    f"INSERT OR REPLACE INTO sent ({', '.join(SHARED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SHARED_COLUMNS))})"
+)
 
 
 class Sent(NamedTuple):
@@ -72,11 +81,6 @@ class Sent(NamedTuple):
     chat_id: str
     message_id: str
     trace_id: str
-
-
-def iso_z(wall: float) -> str:
-    """A wall time as the history and the journal write it: ISO-8601 UTC, seconds, Z."""
-    return datetime.fromtimestamp(int(wall), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class History:
@@ -121,28 +125,53 @@ class History:
             raise self._failed(exc) from None
         return found
 
+    def entry(
+        self, request: Request, *, chat_id: str, message_id: str, trace_id: str, wall: float
+    ) -> Shared:
+        """The history's entry for a request the API accepted, for `share`."""
+        return (
+            self.account,
+            request.key,
+            request.sender,
+            " ".join(sorted(request.recipients)),
+            self.campaign,
+            int(request.creates_chat),
+            iso_z(wall),
+            wall,
+            chat_id,
+            message_id,
+            trace_id,
+        )
+
     def record(
         self, request: Request, *, chat_id: str, message_id: str, trace_id: str, wall: float
     ) -> None:
-        """Remember a request the API accepted (one short write; a busy home is said, once)."""
-        self._write(
-            "INSERT OR REPLACE INTO sent (account, key, line, recipients, campaign, first_touch, "
-            "sent_at, sent_wall, chat_id, message_id, trace_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.account,
-                request.key,
-                request.sender,
-                " ".join(sorted(request.recipients)),
-                self.campaign,
-                int(request.creates_chat),
-                iso_z(wall),
-                wall,
-                chat_id,
-                message_id,
-                trace_id,
-            ),
+        """Remember one request the API accepted, at once."""
+        entry = self.entry(
+            request, chat_id=chat_id, message_id=message_id, trace_id=trace_id, wall=wall
         )
+        self.share([entry])
+
+    def share(self, entries: Sequence[Shared]) -> bool:
+        """Remember requests the API accepted, in one short transaction; whether it worked.
+
+        A busy or failing home is said, once: the entries stay in the journal's outbox.
+        """
+        if not entries:
+            return True
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(_SHARE, entries)
+            except BaseException:
+                if self.db.in_transaction:  # SQLite rolls some failures back itself
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._warn(exc)
+            return False
+        return True
 
     def contacted(self, since: float, exclude: Iterable[str] = ()) -> dict[str, str]:
         """Recipient → when (ISO) this account last made a first touch to them since `since`.
@@ -196,12 +225,32 @@ class History:
         try:
             self.db.execute(sql, parameters)
         except sqlite3.Error as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("the send history %s could not be written (%s)", self.path, exc)
+            self._warn(exc)
+
+    def _warn(self, exc: sqlite3.Error) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("the send history %s could not be written (%s)", self.path, exc)
 
     def _failed(self, exc: sqlite3.Error) -> OutputError:
         return OutputError(
             f"the send history {self.path} cannot be read ({exc}).",
             hint=f"Set {HOME_ENV} to a folder you can write to, or check the disk.",
         )
+
+
+def salvage(db: sqlite3.Connection, journal: Path) -> bool:
+    """Put what a dead run's journal sent into the history open on `db`; False if in use.
+
+    Called by batcher.home when a run takes over the claims of a run that died, in the
+    same transaction, so that no run reads the history without those entries.
+    """
+    entries = unshared_of(journal)
+    if entries is None:
+        return False
+    if entries:
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.executemany(_SHARE, entries)
+        log.info("%d sent request(s) of a run that stopped put into the history", len(entries))
+    return True

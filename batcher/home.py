@@ -27,7 +27,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -144,9 +144,18 @@ class Claims:
     `release` at the end (a kill -9 leaves the claims to be taken over).
     """
 
-    def __init__(self, folder: Path, account: str, journal: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        account: str,
+        journal: Path,
+        salvage: Callable[[sqlite3.Connection, Path], bool] = lambda db, journal: True,
+    ) -> None:
         self.path = folder / HISTORY
         self.account = account
+        # Before a dead run's claims are taken over: what its journal sent goes into the
+        # history (batcher.history.salvage); False keeps them (its journal is in use).
+        self.salvage = salvage
         host = socket.gethostname()
         self.run = RunInfo(
             f"{host}:{os.getpid()}:{uuid.uuid4().hex[:12]}",
@@ -201,6 +210,10 @@ class Claims:
         finally:
             self.db.close()
 
+    def abandon(self) -> None:
+        """Close the home, leaving this run's claims to be taken over as a dead run's."""
+        self.db.close()
+
     def _register(self) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO runs (run_id, pid, host, started, journal, heartbeat) "
@@ -223,6 +236,8 @@ class Claims:
             if run_id != me.run_id
             # An earlier run with this very pid is over: its pid is now this process's.
             and (not _alive(run) or (run.pid, run.host) == (me.pid, me.host))
+            # This run's own journal shared its outbox when it was opened.
+            and (run.journal == me.journal or self.salvage(self.db, Path(run.journal)))
         ]
         for run_id in dead:
             self.db.execute("DELETE FROM claims WHERE run_id = ?", (run_id,))

@@ -59,7 +59,43 @@ CREATE TABLE uploads (
     attachment_id TEXT NOT NULL,
     uploaded_at TEXT NOT NULL
 );
+CREATE TABLE outbox (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    line TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    first_touch INTEGER NOT NULL,
+    sent_at TEXT NOT NULL,
+    sent_wall REAL NOT NULL,
+    chat_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
 """
+# The outbox holds, in the columns of the send history's `sent` (batcher.history), what
+# this journal sent and the history does not hold yet: written in the very commit that
+# says a request was sent, and taken out once the history has it. A run killed between
+# the two leaves it there, for the next run of this journal, or the run that takes over
+# its claims (batcher.home), to put into the history. Journals made before it get it
+# when a run opens them: schema 1 either way, as the outbox only ever empties.
+SHARED_COLUMNS = (
+    "account",
+    "key",
+    "line",
+    "recipients",
+    "campaign",
+    "first_touch",
+    "sent_at",
+    "sent_wall",
+    "chat_id",
+    "message_id",
+    "trace_id",
+)
+Shared = tuple[str, str, str, str, str, int, str, float, str, str, str]
+_OUTBOX = _SCHEMA[_SCHEMA.index("CREATE TABLE outbox") :].rstrip().rstrip(";")
+_UNSHARED = f"SELECT {', '.join(SHARED_COLUMNS)} FROM outbox"
 
 
 class State(StrEnum):
@@ -96,12 +132,17 @@ def body_digest(body: bytes) -> str:
 
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with a Z, to the second."""
-    return _iso_second(int(time.time()))
+    return iso_z(time.time())
+
+
+def iso_z(wall: float) -> str:
+    """A wall time as the journal and the send history write it: ISO-8601 UTC, seconds, Z."""
+    return _iso_second(int(wall))
 
 
 @lru_cache(maxsize=4)
 def _iso_second(second: int) -> str:
-    # Formatted once per second: the journal asks for it on every state change.
+    # Formatted once per second: asked for on every state change and every sent request.
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -131,12 +172,23 @@ def wal_of(path: Path) -> Path:
 class Journal:
     """An open journal file, held by this run alone. Not thread-safe: one event loop owns it.
 
+    Intents are committed at once, each in a transaction of its own: nothing is sent
+    before its intent is on disk. Outcomes (sent, failed, pending) wait for the next
+    commit: the next intent's, `commit()` (the sender calls it a few milliseconds after
+    an answer, see batcher.sending), or any read. A run killed before that loses the
+    outcomes of its last milliseconds, which is harmless: those requests are left
+    `sending`, so a rerun sends them again under the same keys, and Chert answers a key
+    it has seen with the original message and its ids, sending nothing twice. One commit
+    per request instead of two.
+
     `max_pages` caps the file's size in pages (SQLite's max_page_count), so that tests
     meet a real SQLITE_FULL ("disk full") without filling a disk.
     """
 
     def __init__(self, path: Path, *, max_pages: int | None = None) -> None:
         self.path = path
+        # Outcomes not committed yet: (statement, parameters), in the order they came.
+        self._later: list[tuple[str, tuple[object, ...]]] = []
         if not path.exists():
             _create(path)
         had_wal = wal_of(path).exists()
@@ -182,6 +234,7 @@ class Journal:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             check_contents(self.db, self.path, had_wal=had_wal)
+            self.db.execute(_OUTBOX.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
             self.db.execute(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
@@ -206,25 +259,64 @@ class Journal:
     def close(self) -> None:
         """Say the journal is closed cleanly, fold the log into the main file, and close it."""
         try:
+            self.commit()
             self.db.execute("DELETE FROM meta WHERE name = ?", (_HELD,))
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
+        except (sqlite3.Error, JournalError):
             pass  # e.g. a full disk: the mark stays, and the -wal beside it says all
         finally:
             self.db.close()
 
-    def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
-        """One statement that changes the journal: one transaction of its own (autocommit)."""
+    def commit(self) -> None:
+        """Commit the outcomes that wait for it (see the class), if any."""
+        if self._later:
+            self._write_now()
+
+    def _write_now(self, *statements: tuple[str, tuple[object, ...]]) -> None:
+        """The waiting outcomes and these statements, in one transaction."""
+        waiting, self._later = self._later, []
         try:
-            self.db.execute(sql, parameters)
+            if not waiting and len(statements) == 1:
+                self.db.execute(*statements[0])  # autocommit: a transaction of its own
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, parameters in (*waiting, *statements):
+                    self.db.execute(sql, parameters)
+            except BaseException:
+                if self.db.in_transaction:  # SQLite rolls some failures back itself
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise journal_failed(self.path, exc) from None
 
+    def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
+        """A change committed at once (with any outcomes waiting before it)."""
+        self._write_now((sql, parameters))
+
+    def _write_later(self, sql: str, parameters: tuple[object, ...]) -> None:
+        """An outcome: committed with the next intent, `commit()` or read."""
+        self._later.append((sql, parameters))
+
     def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        self.commit()
         try:
             return self.db.execute(sql, parameters)
         except sqlite3.Error as exc:
             raise journal_failed(self.path, exc) from None
+
+    def unshared(self) -> list[Shared]:
+        """What this journal sent that the send history may not hold yet (the outbox)."""
+        return list(self._read(_UNSHARED).fetchall())
+
+    def shared(self) -> None:
+        """The send history holds all the outbox holds so far: empty it (with the next commit).
+
+        The caller shares every entry it put there since the last time (or got from
+        `unshared`), so one statement empties it.
+        """
+        self._write_later("DELETE FROM outbox", ())
 
     def records(self, keys: Iterable[str]) -> dict[str, Record]:
         """The entries for these keys (those the journal has)."""
@@ -235,6 +327,7 @@ class Journal:
         wanted = set(keys)
         found: dict[str, Record] = {}
         others: list[Record] = []
+        self.commit()
         try:
             for values in self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests"):
                 if values[0] in wanted:
@@ -253,7 +346,7 @@ class Journal:
         )
         return dict(rows.fetchall())
 
-    # Each state change below is one statement, so one transaction of its own (autocommit).
+    # An intent is committed at once; outcomes wait for the next commit (see the class).
 
     def intend(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> None:
         """Commit that a request is about to be sent (and count the attempt)."""
@@ -276,19 +369,24 @@ class Journal:
         trace_id: str,
         sent_at: str = "",
         note: str = "",
+        share: Shared | None = None,
     ) -> None:
-        """Commit a success, with the ids the API gave.
+        """Record a success, with the ids the API gave (committed with the next commit).
 
         `sent_at` and `note` are for a message sent earlier (the API replayed it):
-        when it was sent, and what the results say about it.
+        when it was sent, and what the results say about it. `share` is the send
+        history's entry for it, kept in the outbox by the same commit.
         """
         now = now_iso()
-        self._write(
+        self._write_later(
             """UPDATE requests SET state = ?, chat_id = ?, message_id = ?, trace_id = ?,
                    error_code = 0, error_message = ?, sent_at = ?, updated_at = ?
                WHERE key = ?""",
             (State.SENT, chat_id, message_id, trace_id, note, sent_at or now, now, key),
         )
+        if share is not None:
+            marks = ", ".join("?" * len(SHARED_COLUMNS))
+            self._write_later(f"INSERT OR REPLACE INTO outbox VALUES ({marks})", share)
 
     def sent_earlier(self, records: Sequence[Record]) -> None:
         """Commit as sent, in one transaction, requests another journal sent (the send history).
@@ -297,6 +395,7 @@ class Journal:
         sent nothing.
         """
         now = now_iso()
+        self.commit()
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -327,7 +426,8 @@ class Journal:
                     ],
                 )
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite rolls some failures back itself
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -343,9 +443,12 @@ class Journal:
         message: str = "",
         trace_id: str = "",
     ) -> None:
-        """Commit a failure or a pending outcome with its reason; `where` is (row, step, chat)."""
+        """Record a failure or a pending outcome with its reason; `where` is (row, step, chat).
+
+        Committed with the next commit, as every outcome.
+        """
         row, step, chat = where
-        self._write(
+        self._write_later(
             """INSERT INTO requests (key, body_sha256, row, step, chat, state, error_code,
                    error_message, trace_id, updated_at)
                VALUES (?, '', ?, ?, ?, ?, ?, ?, ?, ?)
@@ -539,6 +642,30 @@ class JournalView:
     path: Path
     records: dict[str, Record]
     busy: bool = False
+
+
+def unshared_of(path: Path) -> list[Shared] | None:
+    """What another run's journal sent that the send history may not hold (its outbox).
+
+    For taking over the claims of a run that died (batcher.home): None when the journal
+    is in use right now (a run holds it, and will share its outbox itself), [] when it is
+    gone or holds no outbox. Read-only, as `read_journal` reads: the journal, its log and
+    the mark that a run held it stay as they are, for that journal's own rerun.
+    """
+    if not path.is_file():
+        return []
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
+        try:
+            return list(db.execute(_UNSHARED).fetchall())
+        finally:
+            db.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            return None
+        return []  # no outbox (a journal made before it), or not a journal at all
+    except sqlite3.DatabaseError:
+        return []
 
 
 def read_journal(path: Path) -> JournalView | None:

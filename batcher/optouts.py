@@ -171,12 +171,20 @@ class OptOuts:
 
     WAL, a busy timeout and one short transaction per change (see batcher.home). A
     context manager: close it when done.
+
+    `find` answers from a copy of the whole list, read again only when the file changed:
+    SQLite's `PRAGMA data_version` moves when another connection (another process) has
+    committed, and this one's own changes drop the copy. So the sender's check before
+    every request costs one pragma, not a query, and still sees an opt-out added or
+    pulled a moment ago anywhere.
     """
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder if folder is not None else home_folder()
         self.path = self.folder / OPTOUTS
         self.db = open_home_db(self.folder, OPTOUTS, _SCHEMA)
+        self._copy: dict[str, OptOut] = {}
+        self._copy_version: int | None = None  # None: no copy, or this connection wrote
 
     def __enter__(self) -> OptOuts:
         return self
@@ -220,15 +228,18 @@ class OptOuts:
         return [OptOut(*row) for row in rows]
 
     def find(self, numbers: Iterable[str]) -> dict[str, OptOut]:
-        """The entries of those numbers that are on the list."""
-        found: dict[str, OptOut] = {}
-        wanted = list(dict.fromkeys(numbers))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT number, at, source FROM optouts WHERE number IN ({marks})"
-            found.update((row[0], OptOut(*row)) for row in self._reading(sql, tuple(chunk)))
-        return found
+        """The entries of those numbers that are on the list as it is now."""
+        listed = self._current()
+        return {number: listed[number] for number in numbers if number in listed}
+
+    def _current(self) -> dict[str, OptOut]:
+        """The whole list, read again only if it changed since the last read."""
+        version = self._reading("PRAGMA data_version")[0][0]
+        if version != self._copy_version:
+            rows = self._reading("SELECT number, at, source FROM optouts")
+            self._copy = {row[0]: OptOut(*row) for row in rows}
+            self._copy_version = version
+        return self._copy
 
     def position(self, account: str) -> Position:
         """How far this account's event log has been read."""
@@ -273,6 +284,8 @@ class OptOuts:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """One short write transaction; SQLite's errors (disk full, say) become an OutputError."""
+        # data_version does not move for this connection's own commits: drop the copy.
+        self._copy_version = None
         try:
             with transaction(self.db):
                 yield

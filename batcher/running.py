@@ -26,7 +26,7 @@ from batcher.client import (
 )
 from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.errors import JournalError, OutputError, PullFailed, ResultsNotWritten, UsageError
-from batcher.history import History
+from batcher.history import History, salvage
 from batcher.home import HEARTBEAT_SECONDS, Claims, RunInfo, account_id, home_folder
 from batcher.journal import Journal, Record, State, body_digest, default_journal
 from batcher.limiting import limit_rows
@@ -238,6 +238,10 @@ def run_file(
     optouts: OptOuts | None = None
     try:
         _check_target(journal, target)
+        if journal.unshared():
+            # A run of this journal that was killed: what it sent goes to the history first.
+            history = History(home_folder(), target.account, options.job.campaign)
+            _share_outbox(journal, history)
         optouts = OptOuts()
         plan = prepared.plan
         recipients = {recipient for request in plan.requests for recipient in request.recipients}
@@ -278,14 +282,14 @@ def run_file(
             )
         if todo:
             # Claimed before the confirmation, so that it counts what this run will send.
-            claims = Claims(home_folder(), target.account, options.journal_path)
+            claims = Claims(home_folder(), target.account, options.journal_path, salvage)
             report.elsewhere = _claim(claims, todo)
             held |= {r.key for r in todo if r.row in report.elsewhere}
             todo = [r for r in todo if r.key not in held]
         if todo:
             # Read after claiming: a key another run sent is in the history before that
             # run gives its claim back, so no send slips between the two.
-            history = History(home_folder(), target.account, options.job.campaign)
+            history = history or History(home_folder(), target.account, options.job.campaign)
             earlier = _from_history(journal, history, todo)
             records = {**records, **earlier}
             report.sent_earlier = len(earlier)
@@ -336,8 +340,14 @@ def run_file(
         # to them ends suppressed.
         screen = Screen(files, optouts.find(recipients))
     finally:
+        # The claims go back only once the history holds everything sent: else they are
+        # left to the next run, which takes the rest from this journal's outbox.
+        shared = history is None or _share_outbox(journal, history)
         if claims is not None:
-            claims.release()
+            if shared:
+                claims.release()
+            else:
+                claims.abandon()
         if history is not None:
             history.close()
         journal.close()
@@ -372,6 +382,22 @@ def run_file(
     )
     report.reused_keys = summary.reused_keys
     return report
+
+
+def _share_outbox(journal: Journal, history: History) -> bool:
+    """Put what the journal's outbox holds into the send history; whether it holds it now."""
+    try:
+        entries = journal.unshared()
+    except JournalError:
+        return False
+    if not history.share(entries):
+        return False
+    try:
+        journal.shared()
+        journal.commit()
+    except JournalError:
+        pass  # the history has them; the outbox shares them again, harmlessly, next time
+    return True
 
 
 def _check_lines(target: Target, timeout: float, todo: list[Request], report: RunReport) -> None:

@@ -25,13 +25,21 @@ from batcher.caller import HELD, STOPPED, Caller, RetryPolicy, Stopped
 from batcher.client import Answer, Unanswered, encode
 from batcher.clock import SYSTEM_CLOCK, Clock
 from batcher.history import History
-from batcher.journal import Journal, Record, State, body_digest
+from batcher.journal import Journal, Record, Shared, State, body_digest
 from batcher.pacing import UNPACED, LineGate, LinePace
 from batcher.planning import KEY_PREFIX, Request
 from batcher.quiet import Closed, Window, closed
 from batcher.uploading import Uploader, UploadFailed
 
 log = logging.getLogger("batcher.sending")
+
+# An answer's outcome is committed with the next intent, or at the latest this long after
+# it came (seconds): the journal's "lost outcome" window (see batcher.journal).
+COMMIT_DELAY = 0.05
+# Sent requests go into the send history in batches: when this many wait, or the oldest
+# has waited this long (seconds). Until then the journal's outbox holds them.
+SHARE_BATCH = 256
+SHARE_DELAY = 1.0
 
 __all__ = ["RetryPolicy", "SendConfig", "SendResult", "Sender", "Stopped", "Tally"]
 
@@ -153,6 +161,11 @@ class Sender:
         self.tally = Tally()
         self.result = SendResult()
         self._records: dict[str, Record] = {}
+        # Outcomes recorded since the journal's last commit (see _keep_books).
+        self._answered = anyio.Event()
+        # Sent requests the send history does not hold yet, and since when the first waits.
+        self._unshared: list[Shared] = []
+        self._unshared_since = 0.0
         self._open = 0
         # Chats ready to be worked on. A plain deque: taking the next chat must not
         # cost an event-loop turn, which a memory stream's receive does.
@@ -189,13 +202,46 @@ class Sender:
             self._group = group
             group.start_soon(self._watch_signals)
             group.start_soon(self._stop_when_asked)
+            group.start_soon(self._keep_books)
             async with anyio.create_task_group() as workers:
                 for _ in range(self.config.concurrency):
                     workers.start_soon(self._worker)
             group.cancel_scope.cancel()
+        self.journal.commit()
+        self.share()
         self.result.stopped = self.caller.stopped
         self.result.sent, self.result.earlier = self.tally.sent, self.tally.earlier
         return self.result
+
+    async def _keep_books(self) -> None:
+        """Commit outcomes a moment after they came, and share sent requests with the history.
+
+        Under load the next intent commits outcomes long before; this is for the last
+        answers before a wait (a line's gap, the window, the end).
+        """
+        while True:
+            await self._answered.wait()
+            await self.clock.sleep(COMMIT_DELAY)
+            self.journal.commit()
+            if self._unshared and self.clock.now() - self._unshared_since >= SHARE_DELAY:
+                self.share()
+            if not self._unshared:
+                self._answered = anyio.Event()
+
+    def _booked(self) -> None:
+        """An outcome waits for the journal's next commit."""
+        if not self._answered.is_set():
+            self._answered.set()
+
+    def share(self) -> None:
+        """Put the sent requests waiting for it into the send history, one transaction."""
+        if self.sent_history is None or not self._unshared:
+            return
+        if self.sent_history.share(self._unshared):
+            self._unshared = []
+            self.journal.shared()  # out of the outbox, with the journal's next commit
+        else:
+            self._unshared_since = self.clock.now()  # a busy home: kept, tried again later
 
     async def _watch_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -460,6 +506,15 @@ class Sender:
             chat_id = str(chat.get("id") or message.get("chat_id") or "")
             message_id = str(message.get("id") or "")
             earlier = sent_before(result, self.started)
+            share = None
+            if self.sent_history is not None:
+                share = self.sent_history.entry(
+                    request,
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    trace_id=result.trace_id,
+                    wall=_wall_of(earlier) if earlier else self.clock.wall(),
+                )
             self.journal.sent(
                 request.key,
                 chat_id=chat_id,
@@ -467,16 +522,15 @@ class Sender:
                 trace_id=result.trace_id,
                 sent_at=earlier,
                 note=sent_earlier_note(earlier[:10], "Chert answered with it") if earlier else "",
+                share=share,
             )
-            if self.sent_history is not None:
-                wall = _wall_of(earlier) if earlier else self.clock.wall()
-                self.sent_history.record(
-                    request,
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    trace_id=result.trace_id,
-                    wall=wall,
-                )
+            self._booked()
+            if share is not None:
+                if not self._unshared:
+                    self._unshared_since = self.clock.now()
+                self._unshared.append(share)
+                if len(self._unshared) >= SHARE_BATCH:
+                    self.share()
             if earlier:
                 self.tally.earlier += 1
             else:
@@ -513,6 +567,7 @@ class Sender:
             message=message,
             trace_id=answer.trace_id if isinstance(answer, Answer) else "",
         )
+        self._booked()
         if state is State.FAILED:
             self.tally.failed += 1
         else:

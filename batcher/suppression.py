@@ -5,8 +5,9 @@ the sender just before each request): a message is not sent when any of its
 recipients is on the opt-out list or in a suppression file, and the reason names the
 first such recipient and where it is listed. A `Screen` holds what a job is checked
 against: the suppression files' numbers (read once) and an opt-out list, either as a
-snapshot (validate, the plan) or read afresh for every check (the sender, so that an
-opt-out pulled or added while a run goes on stops that person's remaining messages).
+snapshot (validate, the plan) or looked up for every check (the sender, so that an
+opt-out pulled or added while a run goes on stops that person's remaining messages;
+`OptOuts.find` reads the list again only when its file changed).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Screen:
 
     files: Mapping[str, str] = field(default_factory=dict)
     optouts: Mapping[str, OptOut] = field(default_factory=dict)
-    # Read the opt-out list afresh for each check (the sender's); else `optouts` is used.
+    # Look the opt-out list up for each check (the sender's); else `optouts` is used.
     lookup: Lookup | None = None
 
     def __bool__(self) -> bool:

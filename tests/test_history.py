@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
+import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -13,6 +15,9 @@ import pytest
 
 from batcher.client import Credentials
 from batcher.clock import Clock
+from batcher.home import HISTORY
+from batcher.journal import State as JournalState
+from batcher.journal import read_journal
 from batcher.pipeline import JobOptions
 from batcher.render import run_summary
 from batcher.running import RunOptions, RunReport, Target, run_file
@@ -21,7 +26,19 @@ from batcher.sandbox.state import State
 from batcher.sending import RetryPolicy, SendConfig
 from tests.clocks import ShiftedClock
 from tests.media_files import PNG, write
-from tests.runs import LINE_A, cli_env, ledger, posts, recipient, run_cli, sheet, stats
+from tests.runs import (
+    LINE_A,
+    cli_env,
+    direct_rows,
+    ledger,
+    posts,
+    recipient,
+    run_cli,
+    sheet,
+    start_cli,
+    stats,
+    wait_for_deliveries,
+)
 
 QUICK = RetryPolicy(attempts=5, total_seconds=30, wait_initial=0.01, wait_max=0.1, wait_jitter=0.01)
 DAY = 86_400.0
@@ -118,6 +135,42 @@ def test_copy_elsewhere_against_a_forgetful_api_sends_nothing(tmp_path: Path, po
     notes = [row["error_message"] for row in results(again.output)]
     assert all(note.startswith("sent earlier, on 20") for note in notes), notes
     assert all("from another sheet or journal" in note for note in notes), notes
+
+
+def history_keys(home: Path) -> set[str]:
+    """The keys the home's send history holds as sent, any account."""
+    with sqlite3.connect(home / HISTORY) as db:
+        return {key for (key,) in db.execute("SELECT key FROM sent")}
+
+
+def test_a_killed_runs_sends_are_never_sent_again_from_a_copy(
+    tmp_path: Path, port: int, batch_home: Path
+) -> None:
+    """kill -9 mid-run, then a copy elsewhere to an API that forgot every key: what the
+    killed run's journal holds as sent is not sent again, though the history lacked it."""
+    config = SandboxConfig()
+    original = sheet(tmp_path / "contacts.csv", direct_rows(60))
+    with restarted(port, config) as box:
+        first = start_cli(["run", str(original), "--yes", "--rate", "20"], cli_env(box))
+        wait_for_deliveries(box, 8)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    view = read_journal(tmp_path / "contacts.results.journal.sqlite")
+    assert view is not None
+    sent = {key for key, record in view.records.items() if record.state is JournalState.SENT}
+    assert sent
+    # Killed before it shared them: the history alone would send them all again.
+    assert sent - history_keys(batch_home), "shared already: nothing left to test"
+    copy = tmp_path / "elsewhere" / "copy.csv"
+    copy.parent.mkdir()
+    shutil.copy(original, copy)
+    with restarted(port, config) as box:
+        done = run_cli(["run", str(copy), "--yes", "--rate", "0"], cli_env(box))
+        assert done.returncode == 0, done.stdout + done.stderr
+        again = {message["idempotency_key"] for message in ledger(box)}
+    assert not again & sent
+    assert len(again) == 60 - len(sent)
+    assert sent <= history_keys(batch_home)
 
 
 def test_two_accounts_never_share_history(tmp_path: Path, batch_home: Path) -> None:

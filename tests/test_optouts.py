@@ -114,6 +114,24 @@ def test_a_full_disk_is_an_output_error_and_adds_nothing(batch_home: Path) -> No
         assert store.entries() == []
 
 
+def test_find_sees_other_processes_changes_and_its_own_at_once(batch_home: Path) -> None:
+    """find answers from a copy of the list, yet sees every change as soon as it is made."""
+    with OptOuts() as mine, OptOuts() as other:  # two connections, as two processes hold it
+        assert mine.find([SAM]) == {}
+        other.add([entry(SAM)])
+        assert mine.find([SAM]) == {SAM: entry(SAM)}
+        mine.remove([SAM])
+        assert mine.find([SAM]) == {}
+        mine.add([entry(SAM)])
+        assert mine.find([SAM]) == {SAM: entry(SAM)}
+        other.remove([SAM])
+        assert mine.find([SAM, "+14155559999"]) == {}
+        subprocess.run(
+            [sys.executable, "-m", "batcher", "optouts", "add", SAM], check=True, timeout=60
+        )
+        assert list(mine.find([SAM])) == [SAM]
+
+
 _ADDER = """
 import sys
 from batcher.optouts import OptOut, OptOuts

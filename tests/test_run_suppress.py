@@ -331,6 +331,35 @@ def test_a_stop_pulled_during_a_wait_run_stops_that_persons_messages(
     assert "Pulled 1 new opt-out from the account's replies." in stdout
 
 
+def test_an_opt_out_added_by_another_process_stops_the_rest(
+    box: RunningSandbox, tmp_path: Path
+) -> None:
+    """`optouts add` in another process while a run paces its line: those rows are not sent."""
+    rows = [
+        [LINE_A, OTHER, "first"],
+        [LINE_A, LISTED, "to listed"],
+        [LINE_A, LISTED, "listed follow-up"],
+        [LINE_A, LAST, "to last"],
+    ]
+    path = sheet(tmp_path / "in.csv", rows)
+    args = ["run", str(path), "--yes", "--wait", "--concurrency", "1", "--line-gap", "3"]
+    env = cli_env(box)
+    process = start_cli([*args, "--no-pull"], env)
+    try:
+        wait_for_deliveries(box, 1)
+        seen = time.monotonic()
+        added = run_cli(["optouts", "add", LISTED], env)
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert time.monotonic() - seen < 2, "the opt-out came in too late to test anything"
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stdout + stderr
+    statuses = [row["status"] for row in results(tmp_path / "in.results.csv")]
+    assert statuses == ["sent", "suppressed", "suppressed", "sent"]
+    assert delivered_to(box) == ["first", "to last"]
+
+
 def test_the_check_just_before_the_request_holds_it(box: RunningSandbox, tmp_path: Path) -> None:
     """Listed while its request waited for its turn: not made, and its follow-up neither."""
     plan = prepare(JobOptions(path=sheet(tmp_path / "in.csv", [ROWS[0], ROWS[4]]))).plan
