@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -154,6 +154,74 @@ def render(template: Template, value: Callable[[str], str]) -> str | Empty:
             filled = piece.fallback
         out.append(filled)
     return "".join(out)
+
+
+class Unknown(NamedTuple):
+    """A placeholder whose name no column of the sheet has."""
+
+    placeholder: Placeholder
+
+
+class Filler:
+    """`parse` then `render` for every row of one sheet, without their cost per row.
+
+    A row's text differs from the others' (a number in it, say), so nothing is cached by
+    text: each is cut by one `_PLACEHOLDER.split` (literal, name, fallback, literal, ...),
+    and only the placeholders, which repeat, are worked out once each: their Placeholder
+    and column. What it gives is what parse and render give, which stay the rule it is
+    held to (tests/test_templates.py): parse's TemplateError, else the first placeholder
+    naming no column (Unknown), else render's text or Empty.
+    """
+
+    def __init__(self, keys: Mapping[str, int]) -> None:
+        """`keys`: each column's match key → its index in a row's cells (`column_keys`)."""
+        self._keys = keys
+        # (name, fallback) as written → the placeholder and its column (-1: none has it).
+        self._slots: dict[tuple[str, str | None], tuple[Placeholder, int]] = {}
+
+    def __call__(
+        self, text: str, cells: Sequence[str], read: Callable[[str], str]
+    ) -> str | Empty | Unknown:
+        """`text` filled from `cells`: each value `read` (the caller's own reading of a
+        cell), then cleaned as clean_value says. TemplateError for stray braces."""
+        pieces = _PLACEHOLDER.split(text)
+        braces = 2 * (len(pieces) // 3)
+        if text.count("{") != braces or text.count("}") != braces:
+            parse(text)  # a brace of no placeholder: parse says which, if it is a stray
+        # One pass: a blank name anywhere is parse's error, then the first placeholder
+        # naming no column is the answer, then the first empty one without a fallback.
+        outcome: Empty | Unknown | None = None
+        slots = self._slots
+        for index in range(1, len(pieces), 3):
+            slot = slots.get((pieces[index], pieces[index + 1]))
+            if slot is None:
+                slot = self._slot(text, pieces[index], pieces[index + 1])
+            placeholder, column = slot
+            if column < 0:
+                if not isinstance(outcome, Unknown):
+                    outcome = Unknown(placeholder)
+                continue
+            if outcome is not None:
+                continue
+            filled = clean_value(read(cells[column]))
+            if not filled:
+                if placeholder.fallback is None:
+                    outcome = Empty(placeholder, placeholder.name)
+                    continue
+                filled = placeholder.fallback
+            pieces[index] = filled
+            pieces[index + 1] = ""
+        return "".join(pieces) if outcome is None else outcome
+
+    def _slot(self, text: str, name: str, fallback: str | None) -> tuple[Placeholder, int]:
+        """A placeholder as written, worked out and kept; a blank name is parse's error."""
+        shown = name.strip()
+        if not shown:
+            parse(text)  # raises: the text's first placeholder that names no column
+        key = _name_key(shown)
+        placeholder = Placeholder(shown, None if fallback is None else fallback.strip(), key)
+        slot = self._slots[name, fallback] = (placeholder, self._keys.get(key, -1))
+        return slot
 
 
 def placeholder_names(text: str) -> list[str]:

@@ -19,7 +19,7 @@ from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
 from batcher.model import Part, PartType, Problem
 from batcher.phones import RETYPE, PhoneBook
-from batcher.templates import Empty, TemplateError, column_keys, has_braces, parse, render
+from batcher.templates import Empty, Filler, TemplateError, Unknown, column_keys, has_braces
 
 MAX_RECIPIENTS = 31
 # The longest text chert-batch sends in one part (a text, a link, a group's subject), in
@@ -141,6 +141,7 @@ class RowValidator:
             () if columns.subject is None else (columns.subject,)
         )
         self.keys = column_keys(columns.headers)
+        self.filler = Filler(self.keys)
         self.key_column = (
             "idempotency_key"
             if columns.idempotency_key is None
@@ -291,15 +292,12 @@ class RowValidator:
             else:
                 continue
             try:
-                template = parse(raw)
+                text = self.filler(raw, cells, self.clean)
             except TemplateError as error:
                 return self._problem(number, index, raw, 1002, str(error))
-            missing = next((p for p in template.placeholders if p.key not in self.keys), None)
-            if missing is not None:
-                return self._problem(
-                    number, index, raw, 1002, f"{missing.shown()} names no column."
-                )
-            text = render(template, lambda key: self.clean(cells[self.keys[key]]))
+            if isinstance(text, Unknown):
+                shown = text.placeholder.shown()
+                return self._problem(number, index, raw, 1002, f"{shown} names no column.")
             if isinstance(text, Empty):
                 return self._empty(number, index, raw, text)
             rendered[index] = text.strip()
