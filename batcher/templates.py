@@ -173,17 +173,18 @@ class Filler:
     naming no column (Unknown), else render's text or Empty.
     """
 
-    def __init__(self, keys: Mapping[str, int]) -> None:
-        """`keys`: each column's match key → its index in a row's cells (`column_keys`)."""
+    def __init__(self, keys: Mapping[str, int], read: Callable[[str], str]) -> None:
+        """`keys`: each column's match key → its index in a row's cells (`column_keys`);
+        `read`: how the caller reads a cell (a pure function), before clean_value."""
         self._keys = keys
+        self._read = read
         # (name, fallback) as written → the placeholder and its column (-1: none has it).
         self._slots: dict[tuple[str, str | None], tuple[Placeholder, int]] = {}
+        # A cell as it is → the value it fills a placeholder with: names repeat.
+        self._values: dict[str, str] = {}
 
-    def __call__(
-        self, text: str, cells: Sequence[str], read: Callable[[str], str]
-    ) -> str | Empty | Unknown:
-        """`text` filled from `cells`: each value `read` (the caller's own reading of a
-        cell), then cleaned as clean_value says. TemplateError for stray braces."""
+    def fill(self, text: str, cells: Sequence[str]) -> str | Empty | Unknown:
+        """`text` filled from a row's `cells`; TemplateError for stray braces."""
         pieces = _PLACEHOLDER.split(text)
         braces = 2 * (len(pieces) // 3)
         if text.count("{") != braces or text.count("}") != braces:
@@ -191,7 +192,7 @@ class Filler:
         # One pass: a blank name anywhere is parse's error, then the first placeholder
         # naming no column is the answer, then the first empty one without a fallback.
         outcome: Empty | Unknown | None = None
-        slots = self._slots
+        slots, values = self._slots, self._values
         for index in range(1, len(pieces), 3):
             slot = slots.get((pieces[index], pieces[index + 1]))
             if slot is None:
@@ -203,7 +204,10 @@ class Filler:
                 continue
             if outcome is not None:
                 continue
-            filled = clean_value(read(cells[column]))
+            cell = cells[column]
+            filled = values.get(cell)
+            if filled is None:
+                filled = values[cell] = clean_value(self._read(cell))
             if not filled:
                 if placeholder.fallback is None:
                     outcome = Empty(placeholder, placeholder.name)

@@ -141,7 +141,7 @@ class RowValidator:
             () if columns.subject is None else (columns.subject,)
         )
         self.keys = column_keys(columns.headers)
-        self.filler = Filler(self.keys)
+        self.filler = Filler(self.keys, self.clean)
         self.key_column = (
             "idempotency_key"
             if columns.idempotency_key is None
@@ -227,7 +227,7 @@ class RowValidator:
         )
         if subject:
             unsendable = self._unsendable(
-                row.number, columns.subject, subject, "subject", controlled or bool(rendered)
+                row.number, columns.subject, subject, "subject", controlled
             )
             if unsendable is not None:
                 return unsendable
@@ -292,7 +292,7 @@ class RowValidator:
             else:
                 continue
             try:
-                text = self.filler(raw, cells, self.clean)
+                text = self.filler.fill(raw, cells)
             except TemplateError as error:
                 return self._problem(number, index, raw, 1002, str(error))
             if isinstance(text, Unknown):
@@ -471,8 +471,8 @@ class RowValidator:
         parts: list[Part] = []
         names: list[str] = []
         for kind, index, name in self.parts:
-            if index in rendered:  # rendered: it may hold the --template's own text
-                value, checked = rendered[index], True
+            if index in rendered:  # only the --template's own text comes from no cell
+                value, checked = rendered[index], controlled or index == TEMPLATE
             else:
                 value, checked = self._text(cells, index), controlled
             if not value:

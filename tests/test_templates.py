@@ -154,7 +154,7 @@ def reference(text: str, cells: tuple[str, ...]) -> str | Empty | Unknown:
 
 def filled_by(filler: Filler, text: str, cells: tuple[str, ...]) -> str | Empty | Unknown:
     try:
-        return filler(text, cells, str.strip)
+        return filler.fill(text, cells)
     except TemplateError as error:
         return f"TemplateError: {error}"
 
@@ -166,14 +166,16 @@ def filled_by(filler: Filler, text: str, cells: tuple[str, ...]) -> str | Empty 
 )
 def test_filler_gives_what_parse_and_render_give(texts: list[str], cells: tuple[str, ...]) -> None:
     """For any text: the same text, Empty, unknown placeholder or TemplateError message."""
-    filler = Filler(column_keys(HEADERS))  # one per sheet: what it keeps serves every text
+    filler = Filler(
+        column_keys(HEADERS), str.strip
+    )  # one per sheet: what it keeps serves every text
     for text in texts:
         assert filled_by(filler, text, cells) == reference(text, cells)
 
 
 def test_a_template_error_is_not_kept() -> None:
     """A text refused for its braces does not change what the next text gives."""
-    filler = Filler(column_keys(HEADERS))
+    filler = Filler(column_keys(HEADERS), str.strip)
     with pytest.raises(TemplateError):
-        filler("{{ |x}}", ("Sam", "", "", ""), str.strip)
-    assert filler("{{Venue|x}}", ("", "", "", ""), str.strip) == "x"
+        filler.fill("{{ |x}}", ("Sam", "", "", ""))
+    assert filler.fill("{{Venue|x}}", ("", "", "", "")) == "x"
