@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import operator
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,13 @@ from batcher.planning import Plan, Planner, Request, RowPlan, SettledRow
 from batcher.preview import PREVIEW_COUNT, Shown, first_rows, json_preview, shown_row
 from batcher.results import default_output, write_results, write_rows
 from batcher.suppression import Screen, read_suppress_files
-from batcher.templates import missing_error, missing_placeholders, read_template, replaced_column
+from batcher.templates import (
+    all_placeholders_known,
+    missing_error,
+    missing_placeholders,
+    read_template,
+    replaced_column,
+)
 from batcher.validation import Message, RowValidator, Rules
 
 
@@ -503,11 +510,22 @@ def _check_placeholders(sheet: Sheet, columns: ColumnMap, rules: Rules, where: s
     indexes = [index for index in indexes if index != rules.template_replaces]
     if columns.subject is not None:
         indexes.append(columns.subject)
+    texts = (_column(sheet.rows, index) for index in indexes)
+    if all(all_placeholders_known(column, sheet.headers) for column in (*texts, [rules.template])):
+        return  # nearly always: the cells' rows need not be worked out
     cells = ((row.number, row.cell(index)) for row in sheet.rows for index in indexes)
     template = [(0, rules.template)] if rules.template else []
     missing = missing_placeholders(itertools.chain(template, cells), sheet.headers)
     if missing:
         raise missing_error(where, missing, sheet.headers)
+
+
+def _column(rows: Sequence[SheetRow], index: int) -> Iterable[str]:
+    """Every row's cell in one column, in order ("" past the end of a short row)."""
+    cells = list(map(operator.itemgetter(1), rows))
+    if min(map(len, cells), default=0) > index:  # no row is short: no Python per cell
+        return map(operator.itemgetter(index), cells)
+    return (row.cell(index) for row in rows)
 
 
 def _planned(

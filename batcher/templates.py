@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +22,9 @@ from batcher.errors import UsageError
 _PLACEHOLDER = re.compile(r"\{\{([^{}|]*)(?:\|([^{}]*))?\}\}")
 # Where a placeholder's name starts, for a cheap scan of a whole sheet's names.
 _NAMES = re.compile(r"\{\{([^{}|]*)(?=(?:\|[^{}]*)?\}\})")
+# What a column's cells are joined with, for one search of them all: a lone brace, which
+# no placeholder can hold or share, so that no placeholder found spans two cells.
+_CELL_BREAK = "\n{\n"
 # Invisible characters a copy brings along, never meant: zero-width space, word joiner,
 # BOM. Zero-width (non-)joiners shape Persian and Indic words and join emoji, so they
 # go only at the ends of a value, where they join nothing.
@@ -156,6 +159,78 @@ def render(template: Template, value: Callable[[str], str]) -> str | Empty:
     return "".join(out)
 
 
+class Unknown(NamedTuple):
+    """A placeholder whose name no column of the sheet has."""
+
+    placeholder: Placeholder
+
+
+class Filler:
+    """`parse` then `render` for every row of one sheet, without their cost per row.
+
+    A row's text differs from the others' (a number in it, say), so nothing is cached by
+    text: each is cut by one `_PLACEHOLDER.split` (literal, name, fallback, literal, ...),
+    and only the placeholders, which repeat, are worked out once each: their Placeholder
+    and column. What it gives is what parse and render give, which stay the rule it is
+    held to (tests/test_templates.py): parse's TemplateError, else the first placeholder
+    naming no column (Unknown), else render's text or Empty.
+    """
+
+    def __init__(self, keys: Mapping[str, int], read: Callable[[str], str]) -> None:
+        """`keys`: each column's match key → its index in a row's cells (`column_keys`);
+        `read`: how the caller reads a cell (a pure function), before clean_value."""
+        self._keys = keys
+        self._read = read
+        # (name, fallback) as written → the placeholder and its column (-1: none has it).
+        self._slots: dict[tuple[str, str | None], tuple[Placeholder, int]] = {}
+        # A cell as it is → the value it fills a placeholder with: names repeat.
+        self._values: dict[str, str] = {}
+
+    def fill(self, text: str, cells: Sequence[str]) -> str | Empty | Unknown:
+        """`text` filled from a row's `cells`; TemplateError for stray braces."""
+        pieces = _PLACEHOLDER.split(text)
+        braces = 2 * (len(pieces) // 3)
+        if text.count("{") != braces or text.count("}") != braces:
+            parse(text)  # a brace of no placeholder: parse says which, if it is a stray
+        # One pass: a blank name anywhere is parse's error, then the first placeholder
+        # naming no column is the answer, then the first empty one without a fallback.
+        outcome: Empty | Unknown | None = None
+        slots, values = self._slots, self._values
+        for index in range(1, len(pieces), 3):
+            slot = slots.get((pieces[index], pieces[index + 1]))
+            if slot is None:
+                slot = self._slot(text, pieces[index], pieces[index + 1])
+            placeholder, column = slot
+            if column < 0:
+                if not isinstance(outcome, Unknown):
+                    outcome = Unknown(placeholder)
+                continue
+            if outcome is not None:
+                continue
+            cell = cells[column]
+            filled = values.get(cell)
+            if filled is None:
+                filled = values[cell] = clean_value(self._read(cell))
+            if not filled:
+                if placeholder.fallback is None:
+                    outcome = Empty(placeholder, placeholder.name)
+                    continue
+                filled = placeholder.fallback
+            pieces[index] = filled
+            pieces[index + 1] = ""
+        return "".join(pieces) if outcome is None else outcome
+
+    def _slot(self, text: str, name: str, fallback: str | None) -> tuple[Placeholder, int]:
+        """A placeholder as written, worked out and kept; a blank name is parse's error."""
+        shown = name.strip()
+        if not shown:
+            parse(text)  # raises: the text's first placeholder that names no column
+        key = _name_key(shown)
+        placeholder = Placeholder(shown, None if fallback is None else fallback.strip(), key)
+        slot = self._slots[name, fallback] = (placeholder, self._keys.get(key, -1))
+        return slot
+
+
 def placeholder_names(text: str) -> list[str]:
     """The names of a text's placeholders, found cheaply (stray braces are not checked)."""
     return [name.strip() for name in _NAMES.findall(text) if name.strip()]
@@ -169,6 +244,17 @@ def column_keys(headers: tuple[str, ...]) -> dict[str, int]:
         if key:
             keys.setdefault(key, index)
     return keys
+
+
+def all_placeholders_known(texts: Iterable[str], headers: tuple[str, ...]) -> bool:
+    """Whether every placeholder in `texts` names a column: one search of them all.
+
+    The quick answer, for the sheet where they all do; `missing_placeholders` says which
+    do not and where (the two agree: tests/test_templates.py).
+    """
+    keys = column_keys(headers)
+    names = {name.strip() for name in set(_NAMES.findall(_CELL_BREAK.join(texts)))}
+    return all(_name_key(name) in keys for name in names if name)
 
 
 def missing_placeholders(

@@ -19,7 +19,7 @@ from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
 from batcher.model import Part, PartType, Problem
 from batcher.phones import RETYPE, PhoneBook, split_recipients
-from batcher.templates import Empty, TemplateError, column_keys, has_braces, parse, render
+from batcher.templates import Empty, Filler, TemplateError, Unknown, column_keys, has_braces
 
 MAX_RECIPIENTS = 31
 # The longest text chert-batch sends in one part (a text, a link, a group's subject), in
@@ -140,6 +140,7 @@ class RowValidator:
             () if columns.subject is None else (columns.subject,)
         )
         self.keys = column_keys(columns.headers)
+        self.filler = Filler(self.keys, self.clean)
         self.key_column = (
             "idempotency_key"
             if columns.idempotency_key is None
@@ -228,7 +229,7 @@ class RowValidator:
         )
         if subject:
             unsendable = self._unsendable(
-                row.number, columns.subject, subject, "subject", controlled or bool(rendered)
+                row.number, columns.subject, subject, "subject", controlled
             )
             if unsendable is not None:
                 return unsendable
@@ -293,15 +294,12 @@ class RowValidator:
             else:
                 continue
             try:
-                template = parse(raw)
+                text = self.filler.fill(raw, cells)
             except TemplateError as error:
                 return self._problem(number, index, raw, 1002, str(error))
-            missing = next((p for p in template.placeholders if p.key not in self.keys), None)
-            if missing is not None:
-                return self._problem(
-                    number, index, raw, 1002, f"{missing.shown()} names no column."
-                )
-            text = render(template, lambda key: self.clean(cells[self.keys[key]]))
+            if isinstance(text, Unknown):
+                shown = text.placeholder.shown()
+                return self._problem(number, index, raw, 1002, f"{shown} names no column.")
             if isinstance(text, Empty):
                 return self._empty(number, index, raw, text)
             rendered[index] = text.strip()
@@ -475,8 +473,8 @@ class RowValidator:
         parts: list[Part] = []
         names: list[str] = []
         for kind, index, name in self.parts:
-            if index in rendered:  # rendered: it may hold the --template's own text
-                value, checked = rendered[index], True
+            if index in rendered:  # only the --template's own text comes from no cell
+                value, checked = rendered[index], controlled or index == TEMPLATE
             else:
                 value, checked = self._text(cells, index), controlled
             if not value:

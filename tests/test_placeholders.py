@@ -294,3 +294,35 @@ def test_a_template_row_problem_names_the_template(tmp_path: Path) -> None:
         f"  row 2, --template {template}: {{{{First Name}}}} has nothing to fill it: column "
         "'First Name' is empty in this row."
     ) in output
+
+
+@pytest.mark.parametrize(
+    ("headers", "cells", "said"),
+    [
+        (HEADERS, ["Sam\x01", LINE_A, SAM, "Hi {{First Name}}"], "Text: contains the control "),
+        (HEADERS, ["", LINE_A, SAM, "Hi {{First Name|\x7f}}"], "Text: contains the control "),
+        (
+            [*HEADERS, "Group name"],
+            ["Sam", LINE_A, f"{SAM}; {ANA}", "Hi", "Crew of {{First Name}}\x1b"],
+            "Group name: contains the control character U+001B",
+        ),
+    ],
+)
+def test_a_rendered_text_with_a_control_character_is_refused(
+    tmp_path: Path, headers: list[str], cells: list[str], said: str
+) -> None:
+    """A control character the filled-in text gets from a cell is caught like any other."""
+    validate_json(write_csv(tmp_path / "in.csv", [headers, cells]))
+    (row,) = results(tmp_path / "in.results.csv")
+    assert row["status"] == "invalid"
+    assert row["error_message"].startswith(said)
+
+
+def test_a_control_character_in_the_template_is_refused(tmp_path: Path) -> None:
+    """The --template text comes from no cell: its own control characters are caught too."""
+    template = tmp_path / "t.txt"
+    template.write_text("Hi\x07 {{First Name}}", encoding="utf-8")
+    path = write_csv(tmp_path / "in.csv", [["First Name", "From", "To"], ["Sam", LINE_A, SAM]])
+    code, output = invoke("validate", str(path), "--template", str(template))
+    assert code == 1
+    assert f"row 2, --template {template}: contains the control character U+0007" in output

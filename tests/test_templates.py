@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from batcher.templates import (
     Empty,
+    Filler,
     Placeholder,
     TemplateError,
+    Unknown,
+    all_placeholders_known,
     clean_value,
+    column_keys,
     missing_placeholders,
     parse,
     render,
@@ -120,3 +126,68 @@ def test_missing_placeholders(cells: list[tuple[int, str]], missing: dict[str, l
     """Every placeholder naming no column is found, with the rows it is in."""
     headers = ("First Name", "", "Venue")
     assert missing_placeholders(cells, headers) == missing
+
+
+HEADERS = ("First Name", "Venue", "Empty", "Spaces")
+# Pieces of text with every way braces, pipes and names can meet.
+FRAGMENTS = st.sampled_from(
+    (
+        *("{{", "}}", "{", "}", "|", " ", "\u00a0", "\n", "é", "x"),
+        *("First Name", "venue", "EMPTY", " spaces", "Nope"),
+    )
+)
+TEXT = st.lists(FRAGMENTS, max_size=14).map("".join)
+VALUE = st.text(st.sampled_from(" a\u200b\u00a0'{}|"), max_size=4)
+
+
+def reference(text: str, cells: tuple[str, ...]) -> str | Empty | Unknown:
+    """What validation gave before Filler: parse, the first unknown name, then render."""
+    keys = column_keys(HEADERS)
+    try:
+        template = parse(text)
+    except TemplateError as error:
+        return f"TemplateError: {error}"
+    missing = next((p for p in template.placeholders if p.key not in keys), None)
+    if missing is not None:
+        return Unknown(missing)
+    return render(template, lambda key: cells[keys[key]].strip())
+
+
+def filled_by(filler: Filler, text: str, cells: tuple[str, ...]) -> str | Empty | Unknown:
+    try:
+        return filler.fill(text, cells)
+    except TemplateError as error:
+        return f"TemplateError: {error}"
+
+
+@given(texts=st.lists(TEXT, min_size=1, max_size=4), cells=st.tuples(*[VALUE] * len(HEADERS)))
+@example(
+    texts=["{{Nope}} {{ }}", "{{Empty}} {{Nope}}", "{{a{{b}}}}", "x {single} {{Venue}}"],
+    cells=("", "", "", ""),
+)
+def test_filler_gives_what_parse_and_render_give(texts: list[str], cells: tuple[str, ...]) -> None:
+    """For any text: the same text, Empty, unknown placeholder or TemplateError message."""
+    filler = Filler(
+        column_keys(HEADERS), str.strip
+    )  # one per sheet: what it keeps serves every text
+    for text in texts:
+        assert filled_by(filler, text, cells) == reference(text, cells)
+
+
+def test_a_template_error_is_not_kept() -> None:
+    """A text refused for its braces does not change what the next text gives."""
+    filler = Filler(column_keys(HEADERS), str.strip)
+    with pytest.raises(TemplateError):
+        filler.fill("{{ |x}}", ("Sam", "", "", ""))
+    assert filler.fill("{{Venue|x}}", ("", "", "", "")) == "x"
+
+
+@given(texts=st.lists(TEXT, max_size=5))
+@example(texts=["x {{", "Nope}}"])
+@example(texts=["{{Nope", "}} y"])
+@example(texts=["{", "{Nope}}"])
+@example(texts=["{{Nope|", "}}"])
+def test_the_quick_answer_agrees_with_missing_placeholders(texts: list[str]) -> None:
+    """One search of all the cells joined finds a missing name where the cell-by-cell one does."""
+    missing = missing_placeholders(enumerate(texts, start=2), HEADERS)
+    assert all_placeholders_known(texts, HEADERS) == (not missing)
