@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
+from batcher import workbook
 from batcher.cli import main
 from batcher.errors import InputError
 from batcher.limits import MAX_INFLATED
@@ -339,3 +342,26 @@ def test_wide_csv_headers(tmp_path: Path) -> None:
     wide.write_text("To,Text," + ",".join(f"c{n}" for n in range(16_383)) + "\n1,x\n")
     with pytest.raises(InputError, match="row 1 has 16,385 columns: a spreadsheet holds at most"):
         load_sheet(wide)
+
+
+_LETTERS = st.text(alphabet="ABCXYZab", max_size=3)
+_DIGITS = st.text(alphabet="0123456789", max_size=8)
+_TAGS = st.one_of(
+    st.builds(lambda row: f'<row r="{row}">', _DIGITS),
+    st.builds(lambda col, row: f'<c r="{col}{row}" t="s"><v>1</v></c>', _LETTERS, _DIGITS),
+    st.builds(lambda col, row: f'<c s="1" r="{col}{row}"/>', _LETTERS, _DIGITS),  # not plain
+    st.just("<c r=\"B7'>"),  # a quote that is not plain
+    st.just("</row>"),
+    st.just('<!-- <c r="Z9"> -->'),
+)
+
+
+@given(st.lists(_TAGS, max_size=12))
+def test_plain_references_read_what_the_general_pattern_reads(tags: list[str]) -> None:
+    """Where the fast reading of references applies, it finds what _TAG finds."""
+    block = "".join(tags).encode()
+    plain = workbook._plain_references(block)
+    if plain is None:
+        return
+    general = workbook._TAG.findall(block)
+    assert plain == [(column, row) for _, column, row in general]
