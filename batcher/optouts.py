@@ -232,6 +232,13 @@ class OptOuts:
         listed = self._current()
         return {number: listed[number] for number in numbers if number in listed}
 
+    def glance(self, numbers: Iterable[str]) -> dict[str, OptOut]:
+        """Like find, from the copy as last read (by find) and this connection's own writes:
+        for a check that only spares work, where a change another process committed since
+        can wait for the next find."""
+        listed = self._copy if self._copy_version is not None else self._current()
+        return {number: listed[number] for number in numbers if number in listed}
+
     def _current(self) -> dict[str, OptOut]:
         """The whole list, read again only if it changed since the last read."""
         version = self._reading("PRAGMA data_version")[0][0]

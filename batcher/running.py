@@ -327,7 +327,7 @@ def run_file(
                 claims,
                 _first_touches(plan, records),
                 history,
-                Screen(files, lookup=optouts.find),
+                Screen(files, lookup=optouts.find, glimpse=optouts.glance),
                 _Pulls(optouts, options.pull_every)
                 if options.pull and not pulled.missing
                 else None,
@@ -792,6 +792,7 @@ async def _send(
             sent_history=work.sent_history,
             on_progress=on_progress,
             screen=work.screen.reason,
+            glance=work.screen.glance,
         )
         chat_ids = journal.chat_ids()
         async with anyio.create_task_group() as beside:

@@ -142,10 +142,14 @@ class Sender:
         sent_history: History | None = None,
         on_progress: Callable[[Tally], None] = lambda tally: None,
         screen: Callable[[Sequence[str]], str | None] = lambda recipients: None,
+        glance: Callable[[Sequence[str]], str | None] | None = None,
     ) -> None:
         self.caller = caller
-        # Why these recipients must not get a message now (see batcher.suppression), or None.
+        # Why these recipients must not get a message now (see batcher.suppression), or None:
+        # `screen` just before each request goes, `glance` (the list as screen last read it)
+        # before it takes its turn on the line.
         self.screen = screen
+        self.glance = glance or screen
         self.journal = journal
         self.config = config
         self.uploader = uploader
@@ -342,7 +346,7 @@ class Sender:
             if not request.creates_chat and not chat.chat_id:
                 self._blocked(chat)
                 return True
-            suppressed = self.screen(request.recipients)
+            suppressed = self.glance(request.recipients)
             if suppressed is not None:
                 self._suppressed(chat, request, suppressed)
                 return True

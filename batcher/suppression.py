@@ -76,6 +76,8 @@ class Screen:
     optouts: Mapping[str, OptOut] = field(default_factory=dict)
     # Look the opt-out list up for each check (the sender's); else `optouts` is used.
     lookup: Lookup | None = None
+    # For `glance`: a lookup that may answer from what `lookup` read last (OptOuts.glance).
+    glimpse: Lookup | None = None
 
     def __bool__(self) -> bool:
         return bool(self.files or self.optouts or self.lookup)
@@ -84,6 +86,16 @@ class Screen:
         """Why a message to these recipients must not go now, or None."""
         optouts = self.lookup(recipients) if self.lookup is not None else self.optouts
         return suppression_reason(recipients, optouts, self.files)
+
+    def glance(self, recipients: Sequence[str]) -> str | None:
+        """`reason`, as the list stood at the last `reason` (or now, without a `glimpse`).
+
+        The sender glances before a message takes its turn, to spare a suppressed one the
+        wait, and asks `reason` just before it goes: the check that counts.
+        """
+        if self.glimpse is None:
+            return self.reason(recipients)
+        return suppression_reason(recipients, self.glimpse(recipients), self.files)
 
     def outcome(self, row: RowPlan, outcome: RowOutcome) -> RowOutcome:
         """A row's outcome once screened: `suppressed`, with the reason, if it was to go."""

@@ -132,6 +132,19 @@ def test_find_sees_other_processes_changes_and_its_own_at_once(batch_home: Path)
         assert list(mine.find([SAM])) == [SAM]
 
 
+def test_a_glance_answers_from_the_last_find(batch_home: Path) -> None:
+    """glance spares the check of another process's changes until the next find; its
+    own writes, it sees at once."""
+    with OptOuts() as mine, OptOuts() as other:
+        assert mine.glance([SAM]) == {}  # no copy yet: read now
+        other.add([entry(SAM)])
+        assert mine.glance([SAM]) == {}  # as the last read had it
+        assert mine.find([SAM]) == {SAM: entry(SAM)}
+        assert mine.glance([SAM]) == {SAM: entry(SAM)}
+        mine.remove([SAM])
+        assert mine.glance([SAM]) == {}
+
+
 _ADDER = """
 import sys
 from batcher.optouts import OptOut, OptOuts
