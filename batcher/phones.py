@@ -28,7 +28,7 @@ import threading
 import unicodedata
 import zipfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -131,6 +131,28 @@ def normalize_phone(raw: str, region: str, *, sender: bool = False) -> Phone:
     kind = "a possible phone number" if sender else "a valid phone number"
     hint = " Check its digits." if compact.startswith("+") else _hint(region)
     return Phone("", _refusal(raw, text, kind, hint, region=region, sender=sender))
+
+
+class BadNumber(NamedTuple):
+    """The first piece of a recipients cell that is not a usable number, and why."""
+
+    text: str
+    problem: str
+
+
+# A recipients cell's verdict: its numbers, sorted and without repeats, or its first bad one.
+CellVerdict = tuple[str, ...] | BadNumber
+
+
+def cell_verdict(texts: Iterable[str], phone: Callable[[str], Phone]) -> CellVerdict:
+    """The verdict on a recipients cell cut into `texts`, given each text's Phone."""
+    found: set[str] = set()
+    for text in texts:
+        verdict = phone(text)
+        if verdict.problem:
+            return BadNumber(text, verdict.problem)
+        found.add(verdict.e164)
+    return tuple(sorted(found))
 
 
 def split_recipients(cell: str) -> list[str]:
@@ -264,7 +286,8 @@ class PhoneBook:
         self._asked: list[str] = []  # what the helper works out, in its order
         self._answered = 0  # how many of those its answers so far covered
         self._lines: deque[bytes] = deque()  # answer lines read, not yet taken in
-        self.reading_ahead = False  # the helper reads the texts itself: answers name them
+        self.reading_ahead = False  # the helper reads the cells itself: answers name them
+        self._cells: dict[str, CellVerdict] = {}  # what it answered, by cell
 
     def __enter__(self) -> PhoneBook:
         return self
@@ -294,6 +317,14 @@ class PhoneBook:
             return
         request = [os.fspath(path), self.region, self.sender]
         self.reading_ahead = self._start(_READER_CODE, request)
+
+    def cell(self, cell: str) -> CellVerdict | None:
+        """The read-ahead helper's verdict on a whole recipients cell, if it gave one."""
+        found = self._cells.get(cell)
+        if found is None and self._helper is not None and self.reading_ahead:
+            self._take_named()
+            found = self._cells.get(cell)
+        return found
 
     def expect(self, texts: Iterable[str]) -> None:
         """Work out these texts now, part of them in a helper process if there are many.
@@ -385,30 +416,38 @@ class PhoneBook:
             self._answered += len(phones)
 
     def _take_named(self) -> None:
-        """Take in read-ahead answers ([text, e164, problem] each); on nonsense, stop."""
+        """Take in read-ahead answers (cell verdicts, see _serve_reader); on nonsense, stop."""
         while self._lines:
             named = _parse_named(self._lines.popleft())
             if named is None:
                 self.close()
                 return
-            for text, phone in named:
-                self._known.setdefault(text, phone)
+            for cell, verdict in named:
+                self._cells.setdefault(cell, verdict)
 
 
-def _parse_named(line: bytes) -> list[tuple[str, Phone]] | None:
-    """The texts and verdicts in a line of a read-ahead answer, or None if it is not one."""
+def _parse_named(line: bytes) -> list[tuple[str, CellVerdict]] | None:
+    """The cells and verdicts in a line of a read-ahead answer, or None if it is not one:
+    [cell, [e164, ...]] for a good cell, [cell, text, problem] for a bad one."""
     try:
-        triples = json.loads(line)
+        entries = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(triples, list):
+    if not isinstance(entries, list):
         return None
-    named = [
-        (triple[0], Phone(triple[1], triple[2]))
-        for triple in triples
-        if isinstance(triple, list) and len(triple) == 3 and all(type(v) is str for v in triple)
-    ]
-    return named if len(named) == len(triples) else None
+    named: list[tuple[str, CellVerdict]] = []
+    for entry in entries:
+        if not isinstance(entry, list) or not entry or type(entry[0]) is not str:
+            return None
+        if len(entry) == 2 and isinstance(entry[1], list):
+            if not all(type(e164) is str for e164 in entry[1]):
+                return None
+            named.append((entry[0], tuple(entry[1])))
+        elif len(entry) == 3 and type(entry[1]) is str and type(entry[2]) is str:
+            named.append((entry[0], BadNumber(entry[1], entry[2])))
+        else:
+            return None
+    return named
 
 
 def _parse_answer(line: bytes) -> list[Phone] | None:
@@ -448,27 +487,37 @@ def _serve_helper() -> None:
 
 
 def _serve_reader() -> None:
-    """The read-ahead helper's side: read [path, region, sender], answer [text, e164,
-    problem] triples for each distinct number workbook.likely_numbers finds, in its order.
+    """The read-ahead helper's side: read [path, region, sender], answer the verdict on
+    each distinct cell workbook.likely_numbers finds (stripped, as a row's cells are
+    read), in its order: [cell, [e164, ...]] or [cell, bad text, problem].
 
-    Lines of _ANSWER_LINE triples, flushed as they are ready, in ASCII.
+    Lines of _ANSWER_LINE verdicts, flushed as they are ready, in ASCII.
     """
     from batcher.workbook import likely_numbers  # only the helper reads the XML so
 
     path, region, sender = json.loads(sys.stdin.readline())
     normalize = normalize_phone.__wrapped__
+    phones: dict[str, Phone] = {}
+
+    def phone(text: str) -> Phone:
+        found = phones.get(text)
+        if found is None:
+            found = phones[text] = normalize(text, region, sender=sender)
+        return found
+
     seen: set[str] = set()
-    line: list[list[str]] = []
-    for cell in likely_numbers(Path(path)):
-        for text in split_recipients(cell):
-            if text in seen:
-                continue
-            seen.add(text)
-            line.append([text, *normalize(text, region, sender=sender)])
-            if len(line) == _ANSWER_LINE:
-                sys.stdout.write(json.dumps(line) + "\n")
-                sys.stdout.flush()
-                line = []
+    line: list[list[object]] = []
+    for found in likely_numbers(Path(path)):
+        cell = found.strip()
+        if cell in seen:
+            continue
+        seen.add(cell)
+        verdict = cell_verdict(split_recipients(cell), phone)
+        line.append([cell, *verdict] if isinstance(verdict, BadNumber) else [cell, [*verdict]])
+        if len(line) == _ANSWER_LINE:
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+            line = []
     if line:
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()

@@ -18,7 +18,7 @@ from batcher.columns import ColumnMap
 from batcher.loading import SheetRow
 from batcher.media import Media, MediaKind, MediaProblem, check_media
 from batcher.model import Part, PartType, Problem
-from batcher.phones import RETYPE, PhoneBook, split_recipients
+from batcher.phones import RETYPE, BadNumber, CellVerdict, PhoneBook, cell_verdict, split_recipients
 from batcher.templates import Empty, Filler, TemplateError, Unknown, column_keys, has_braces
 
 MAX_RECIPIENTS = 31
@@ -94,13 +94,6 @@ def validate_row(
     return RowValidator(columns, rules, scientific, escaped=escaped, delimiter=delimiter)(row)
 
 
-class _BadNumber(NamedTuple):
-    """The first piece of a recipients cell that is not a usable number, and why."""
-
-    text: str
-    problem: str
-
-
 class RowValidator:
     """`validate_row` for every row of one sheet, with what the rows share worked out once.
 
@@ -151,7 +144,7 @@ class RowValidator:
         self.senders = PhoneBook(rules.region, sender=True)
         # Given, it may be reading the numbers ahead already (PhoneBook.read_ahead).
         self.recipients = recipients or PhoneBook(rules.region)
-        self.recipient_cells: dict[str, tuple[str, ...] | _BadNumber] = {}
+        self.recipient_cells: dict[str, CellVerdict] = {}
         # Each distinct media cell checked once; what files and URLs need uploading, by ref.
         self.media_cells: dict[str, Media | MediaProblem] = {}
         self.media: dict[str, Media] = {}
@@ -430,8 +423,11 @@ class RowValidator:
                 return self._problem(number, index, cell, 1003, self._untrusted_number(cell))
             verdict = self.recipient_cells.get(cell)
             if verdict is None:
-                verdict = self.recipient_cells[cell] = self._recipient_cell(cell)
-            if isinstance(verdict, _BadNumber):
+                verdict = self.recipients.cell(cell)  # a helper may have read it ahead
+                if verdict is None:
+                    verdict = self._recipient_cell(cell)
+                self.recipient_cells[cell] = verdict
+            if isinstance(verdict, BadNumber):
                 return self._problem(number, index, verdict.text, 1003, verdict.problem)
             # The common case, one recipients column, needs no merging: the cell's verdict
             # is already sorted and without repeats.
@@ -454,18 +450,12 @@ class RowValidator:
             )
         return found
 
-    def _recipient_cell(self, cell: str) -> tuple[str, ...] | _BadNumber:
+    def _recipient_cell(self, cell: str) -> CellVerdict:
         """The cell's numbers, sorted and without repeats, or the first bad one."""
         texts = self._pieces.pop(cell, None)
         if texts is None:
             texts = split_recipients(cell)
-        found: set[str] = set()
-        for text in texts:
-            phone = self.recipients[text]
-            if phone.problem:
-                return _BadNumber(text, phone.problem)
-            found.add(phone.e164)
-        return tuple(sorted(found))
+        return cell_verdict(texts, self.recipients.__getitem__)
 
     def _parts(
         self, number: int, cells: tuple[str, ...], rendered: dict[int, str], controlled: bool

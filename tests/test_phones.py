@@ -11,7 +11,15 @@ import pytest
 
 from batcher import phones
 from batcher.model import Problem
-from batcher.phones import Phone, PhoneBook, normalize_phone
+from batcher.phones import (
+    BadNumber,
+    CellVerdict,
+    Phone,
+    PhoneBook,
+    cell_verdict,
+    normalize_phone,
+    split_recipients,
+)
 from batcher.pipeline import JobOptions, prepare, validate_file
 from batcher.workbook import likely_numbers
 from tests.runs import LINE_A as LINE
@@ -377,17 +385,29 @@ def test_likely_numbers_in_a_workbook(tmp_path: Path) -> None:
     }
 
 
+# The recipients cells of AHEAD_ROWS the helper reads ahead, and their verdicts.
+AHEAD_CELLS = [str(row[1]) for row in AHEAD_ROWS[1:] if row[1] != "Grüße ☕"]
+
+
+def verdict_alone(cell: str) -> CellVerdict:
+    return cell_verdict(split_recipients(cell), lambda text: normalize_phone(text, "US"))
+
+
 def test_book_reading_ahead(tmp_path: Path, reading: list[str]) -> None:
-    """The helper finds the workbook's numbers itself: the same verdicts, none worked out
-    here, and what it did not find (a non-number) is worked out when looked up."""
+    """The helper finds the workbook's recipients cells itself: the same verdicts, no
+    number worked out here, and a cell it did not find (a non-number) is not answered."""
     path = write_xlsx(tmp_path / "in.xlsx", AHEAD_ROWS)
     with PhoneBook("US") as book:
         book.read_ahead(path)
         assert book.reading_ahead
         book.expect(AHEAD_FOUND)  # nothing to do: the helper has them
         finished(book)
-        assert {text: book[text] for text in AHEAD_FOUND} == alone(AHEAD_FOUND)
+        assert {cell: book.cell(cell) for cell in AHEAD_CELLS} == {
+            cell: verdict_alone(cell) for cell in AHEAD_CELLS
+        }
+        assert isinstance(book.cell("415-555-12"), BadNumber)
         assert reading == []
+        assert book.cell("Grüße ☕") is None
         assert book["Grüße ☕"] == normalize_phone("Grüße ☕", "US")
         assert reading == ["Grüße ☕"]
 
@@ -397,8 +417,9 @@ def test_book_reading_ahead(tmp_path: Path, reading: list[str]) -> None:
     [
         "import sys; sys.exit(3)",  # fails at once
         "print('not json')",  # answers nonsense
-        'print(\'[["+14155551200", ""]]\')',  # answers pairs, not triples
+        'print(\'[["+14155551200", ""]]\')',  # answers a text for the numbers
         'print(\'[["+1 415 555 1200", 1, ""]]\')',  # answers a number for a text
+        "print('[[\"+1 415 555 1200\", [1]]]')",  # answers a number for an E.164
         "import time; time.sleep(60)",  # never answers
     ],
 )
@@ -415,6 +436,7 @@ def test_book_when_the_reader_fails(
         assert helper is not None
         time.sleep(0.2)  # give it time to fail
         assert {text: book[text] for text in AHEAD_FOUND} == alone(AHEAD_FOUND)
+        assert all(book.cell(cell) is None for cell in AHEAD_CELLS)
     assert helper.poll() is not None  # stopped
     assert time.monotonic() - started < 30
 
