@@ -66,6 +66,10 @@ def backoff(retry: int, policy: RetryPolicy, jitter: float) -> float:
     return exponential + jitter * policy.wait_jitter
 
 
+async def _nothing() -> Unanswered | None:
+    return None
+
+
 class Caller:
     """Makes API calls for one run: paced, retried where that is safe, stoppable."""
 
@@ -104,7 +108,7 @@ class Caller:
             self.stop_requested.set()
 
     async def post(
-        self, path: str, body: bytes, before: Callable[[], Unanswered | None] = lambda: None
+        self, path: str, body: bytes, before: Callable[[], Awaitable[Unanswered | None]] = _nothing
     ) -> Answer | Unanswered:
         """POST through the retry policy; `before` runs right before each attempt goes out.
 
@@ -112,7 +116,7 @@ class Caller:
         """
 
         async def attempt() -> Answer | Unanswered:
-            held = before()
+            held = await before()
             if held is not None:
                 return held
             return await self.client.post(path, body)

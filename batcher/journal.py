@@ -169,6 +169,21 @@ def wal_of(path: Path) -> Path:
     return path.with_name(path.name + "-wal")
 
 
+def _intent(
+    key: str, body_sha256: str, row: int, step: int, chat: str
+) -> tuple[str, tuple[object, ...]]:
+    """The statement that records an intent: a request is about to be sent (an attempt)."""
+    return (
+        """INSERT INTO requests (key, body_sha256, row, step, chat, state, attempts, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+           ON CONFLICT (key) DO UPDATE SET state = excluded.state,
+               body_sha256 = excluded.body_sha256, row = excluded.row, step = excluded.step,
+               chat = excluded.chat, attempts = attempts + 1,
+               updated_at = excluded.updated_at""",
+        (key, body_sha256, row, step, chat, State.SENDING, now_iso()),
+    )
+
+
 class Journal:
     """An open journal file, held by this run alone. Not thread-safe: one event loop owns it.
 
@@ -189,6 +204,7 @@ class Journal:
         self.path = path
         # Outcomes not committed yet: (statement, parameters), in the order they came.
         self._later: list[tuple[str, tuple[object, ...]]] = []
+        self._broken: JournalError | None = None  # the failed commit that lost them
         if not path.exists():
             _create(path)
         had_wal = wal_of(path).exists()
@@ -259,7 +275,7 @@ class Journal:
     def close(self) -> None:
         """Say the journal is closed cleanly, fold the log into the main file, and close it."""
         try:
-            self.commit()
+            self._before_reading()  # after a failed commit, what it lost is lost: close
             self.db.execute("DELETE FROM meta WHERE name = ?", (_HELD,))
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except (sqlite3.Error, JournalError):
@@ -268,12 +284,20 @@ class Journal:
             self.db.close()
 
     def commit(self) -> None:
-        """Commit the outcomes that wait for it (see the class), if any."""
+        """Commit what waits for it (outcomes, intents given to `intend_later`), if any.
+
+        Once a commit has failed, every later one raises the same error: what it held is
+        lost, so an intent that waited for it must not be taken for committed.
+        """
+        if self._broken is not None:
+            raise self._broken
         if self._later:
             self._write_now()
 
     def _write_now(self, *statements: tuple[str, tuple[object, ...]]) -> None:
         """The waiting outcomes and these statements, in one transaction."""
+        if self._broken is not None:
+            raise self._broken
         waiting, self._later = self._later, []
         try:
             if not waiting and len(statements) == 1:
@@ -289,7 +313,10 @@ class Journal:
                 raise
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise journal_failed(self.path, exc) from None
+            failed = journal_failed(self.path, exc)
+            if waiting:
+                self._broken = failed  # what waited is gone: see commit()
+            raise failed from None
 
     def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
         """A change committed at once (with any outcomes waiting before it)."""
@@ -299,8 +326,13 @@ class Journal:
         """An outcome: committed with the next intent, `commit()` or read."""
         self._later.append((sql, parameters))
 
+    def _before_reading(self) -> None:
+        """Commit what waits, so that a read sees it; after a failed commit, read what is."""
+        if self._broken is None:
+            self.commit()
+
     def _read(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
-        self.commit()
+        self._before_reading()
         try:
             return self.db.execute(sql, parameters)
         except sqlite3.Error as exc:
@@ -327,7 +359,7 @@ class Journal:
         wanted = set(keys)
         found: dict[str, Record] = {}
         others: list[Record] = []
-        self.commit()
+        self._before_reading()
         try:
             for values in self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM requests"):
                 if values[0] in wanted:
@@ -350,15 +382,15 @@ class Journal:
 
     def intend(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> None:
         """Commit that a request is about to be sent (and count the attempt)."""
-        self._write(
-            """INSERT INTO requests (key, body_sha256, row, step, chat, state, attempts, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, 1, ?)
-               ON CONFLICT (key) DO UPDATE SET state = excluded.state,
-                   body_sha256 = excluded.body_sha256, row = excluded.row, step = excluded.step,
-                   chat = excluded.chat, attempts = attempts + 1,
-                   updated_at = excluded.updated_at""",
-            (key, body_sha256, row, step, chat, State.SENDING, now_iso()),
-        )
+        self._write(*_intent(key, body_sha256, row, step, chat))
+
+    def intend_later(self, key: str, body_sha256: str, row: int, step: int, chat: str) -> None:
+        """`intend`, committed by the next `commit()`: the request may go once it returned.
+
+        Concurrent senders each add their intent, let the others add theirs, and commit:
+        the first commit holds them all, and the others find nothing left to commit.
+        """
+        self._write_later(*_intent(key, body_sha256, row, step, chat))
 
     def sent(
         self,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
+import anyio.lowlevel
 
 from batcher.answers import Kind, classify, describe, reused_key, sent_before
 from batcher.caller import HELD, STOPPED, Caller, RetryPolicy, Stopped
@@ -487,7 +488,7 @@ class Sender:
         # is of the planned body, media by reference, so an upload's id does not matter.
         digest = "" if request.key.startswith(KEY_PREFIX) else body_digest(encode(request.body()))
 
-        def intend() -> Unanswered | None:
+        async def intend() -> Unanswered | None:
             # The intent is committed only now, with the slot held and the rate slot
             # reached: nothing sits between it and the request going out. The window
             # is checked here too: the rate limiter's wait may have crossed its end.
@@ -496,7 +497,14 @@ class Sender:
                 return HELD
             if self.screen(request.recipients) is not None:
                 return HELD
-            self.journal.intend(request.key, digest, request.row, request.step, request.chat)
+            journal = self.journal
+            journal.intend_later(request.key, digest, request.row, request.step, request.chat)
+            # The workers ready in this turn of the event loop add their intents too, and
+            # the first to go on commits them all: one commit for several requests. None
+            # goes before its own commit() returned, which commits its intent if no
+            # other did (and raises if the commit that held it failed).
+            await anyio.lowlevel.checkpoint()
+            journal.commit()
             return None
 
         return await self.caller.post(request.path(chat_id), body, before=intend)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from batcher.errors import UnusableJournal
+from batcher.errors import JournalError, UnusableJournal
 from batcher.journal import Journal, State, wal_of
 from batcher.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from tests.runs import (
@@ -213,3 +213,28 @@ def test_disk_full_while_journaling_stops_cleanly(box: RunningSandbox, tmp_path:
     assert done.returncode == 0, done.stdout + done.stderr
     assert statuses(tmp_path / "in.results.csv") == ["sent"] * 200
     assert_exactly_once(box, 200)
+
+
+def test_intents_committed_together_or_not_at_all(tmp_path: Path) -> None:
+    """Intents waiting for one commit: committed together; when that commit fails, every
+    later commit raises too, so no sender takes its lost intent for committed, while
+    what was committed before can still be read."""
+    journal = Journal(tmp_path / "j.sqlite", max_pages=12)
+    try:
+        journal.intend_later("k-0", "", 2, 1, "chat")
+        journal.intend_later("k-1", "", 3, 1, "chat")
+        journal.commit()
+        journal.commit()  # nothing left: the second sender's commit is a no-op
+        assert {key: r.state for key, r in journal.records(["k-0", "k-1"]).items()} == {
+            "k-0": State.SENDING,
+            "k-1": State.SENDING,
+        }
+        for n in range(2, 2_000):  # far more than 12 pages hold
+            journal.intend_later(f"k-{n}-{'x' * 200}", "", n, 1, "chat")
+        with pytest.raises(JournalError, match="full"):
+            journal.commit()
+        with pytest.raises(JournalError, match="full"):
+            journal.commit()  # another sender's intent was in the lost commit
+        assert set(journal.records(["k-0", "k-1", "k-2"])) == {"k-0", "k-1"}
+    finally:
+        journal.close()
