@@ -32,26 +32,13 @@ from typing import NamedTuple
 
 from batcher.errors import OutputError
 from batcher.home import BUSY_TIMEOUT_SECONDS, HISTORY, HOME_ENV
-from batcher.journal import SHARED_COLUMNS, Shared, iso_z, unshared_of
+from batcher.journal import SHARED_COLUMNS, SHARED_TABLE, Shared, iso_z, unshared_of
 from batcher.planning import Request
 
 log = logging.getLogger("batcher.history")
 
 _SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS sent (
-        account TEXT NOT NULL,
-        key TEXT NOT NULL,
-        line TEXT NOT NULL,
-        recipients TEXT NOT NULL,
-        campaign TEXT NOT NULL,
-        first_touch INTEGER NOT NULL,
-        sent_at TEXT NOT NULL,
-        sent_wall REAL NOT NULL,
-        chat_id TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        trace_id TEXT NOT NULL,
-        PRIMARY KEY (account, key)
-    ) WITHOUT ROWID""",
+    f"CREATE TABLE IF NOT EXISTS sent {SHARED_TABLE}",
     "CREATE INDEX IF NOT EXISTS sent_first_touches ON sent (account, first_touch, sent_wall)",
     """CREATE TABLE IF NOT EXISTS uploads (
         account TEXT NOT NULL,

@@ -36,7 +36,24 @@ from batcher.errors import JournalError, OutputError, UnusableJournal
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+# A sent request's entry in the send history (batcher.history's table `sent`), which the
+# journal's outbox holds too until the history has it: one definition for both tables.
+SHARED_TABLE = """(
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    line TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    first_touch INTEGER NOT NULL,
+    sent_at TEXT NOT NULL,
+    sent_wall REAL NOT NULL,
+    chat_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID"""
+
+_SCHEMA = f"""
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE requests (
     key TEXT PRIMARY KEY,
@@ -59,20 +76,7 @@ CREATE TABLE uploads (
     attachment_id TEXT NOT NULL,
     uploaded_at TEXT NOT NULL
 );
-CREATE TABLE outbox (
-    account TEXT NOT NULL,
-    key TEXT NOT NULL,
-    line TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    campaign TEXT NOT NULL,
-    first_touch INTEGER NOT NULL,
-    sent_at TEXT NOT NULL,
-    sent_wall REAL NOT NULL,
-    chat_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    trace_id TEXT NOT NULL,
-    PRIMARY KEY (account, key)
-) WITHOUT ROWID;
+CREATE TABLE outbox {SHARED_TABLE};
 """
 # The outbox holds, in the columns of the send history's `sent` (batcher.history), what
 # this journal sent and the history does not hold yet: written in the very commit that
