@@ -130,15 +130,6 @@ class History:
             trace_id,
         )
 
-    def record(
-        self, request: Request, *, chat_id: str, message_id: str, trace_id: str, wall: float
-    ) -> None:
-        """Remember one request the API accepted, at once."""
-        entry = self.entry(
-            request, chat_id=chat_id, message_id=message_id, trace_id=trace_id, wall=wall
-        )
-        self.share([entry])
-
     def share(self, entries: Sequence[Shared]) -> bool:
         """Remember requests the API accepted, in one short transaction; whether it worked.
 

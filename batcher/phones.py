@@ -272,9 +272,9 @@ class PhoneBook:
     manager) to stop the helper.
 
     `read_ahead(path)`, called before a large XLSX file is read, starts the helper at
-    once on the numbers it finds in the workbook's XML (workbook.likely_numbers); its
-    answers then carry their texts, and `expect` leaves the texts it has not answered
-    to be worked out as they are looked up.
+    once on the cells it finds in the workbook's XML (workbook.likely_numbers); it
+    answers a verdict on each recipients cell (`cell`), and `expect` then does nothing:
+    a text looked up is worked out here.
     """
 
     def __init__(self, region: str, *, sender: bool = False) -> None:
@@ -296,7 +296,7 @@ class PhoneBook:
         self.close()
 
     def read_ahead(self, path: Path) -> None:
-        """Start working out the numbers of a large XLSX file before it is read (see class).
+        """Start working out the recipients cells of a large XLSX file before it is read.
 
         Nothing is started for a small file, a file that is not a zip, with one CPU, or
         once a helper runs. The file is not checked here: the helper reads its XML a
@@ -329,7 +329,7 @@ class PhoneBook:
     def expect(self, texts: Iterable[str]) -> None:
         """Work out these texts now, part of them in a helper process if there are many.
 
-        While a helper reads ahead, nothing: each text it has not answered when it is
+        While a helper reads ahead, nothing: it answers whole cells (`cell`), and a text
         looked up is worked out then.
         """
         if self.reading_ahead:
@@ -344,8 +344,8 @@ class PhoneBook:
 
     def __getitem__(self, text: str) -> Phone:
         found = self._known.get(text)
-        if found is None and self._helper is not None:
-            self._take_answers() if not self.reading_ahead else self._take_named()
+        if found is None and self._helper is not None and not self.reading_ahead:
+            self._take_answers()
             found = self._known.get(text)
         if found is None:
             found = self._known[text] = self._normalize(text)

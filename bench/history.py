@@ -65,7 +65,10 @@ def history_seconds(folder: Path, todo: list[Request]) -> tuple[float, float, fl
     try:
         start = time.perf_counter()
         for request in todo:
-            history.record(request, chat_id=request.chat, message_id="m", trace_id="t", wall=1.0)
+            entry = history.entry(
+                request, chat_id=request.chat, message_id="m", trace_id="t", wall=1.0
+            )
+            history.share([entry])
         alone = time.perf_counter() - start
         start = time.perf_counter()
         batch = []
